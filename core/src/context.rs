@@ -1,0 +1,219 @@
+//! The host context a running plugin calls back into (the SDK's `HostApi`).
+//!
+//! One [`JobContext`] exists per running job. It writes progress and the "waiting" state into
+//! the job's row through the queue session, gives the plugin its settings and the path of the
+//! credentials option file, and runs the plugin's SQL on a session of its own.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::{RErr, RNone, ROk, ROption, RResult, RSlice, RStr, RString, RVec};
+use dbjobs_sdk::abi::{AbiRows, HostApi};
+use dbjobs_sdk::{Direction, LogLevel};
+use mysql::Conn;
+
+use crate::config::{ConnectionOptions, Settings};
+use crate::db;
+use crate::queue::Queue;
+
+/// How often a job's progress may rewrite its row.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What every job of this process shares: settings, credentials and the stop signal.
+pub struct HostEnv {
+    /// `[dbjobs]` settings and `--set` overrides.
+    pub settings: Settings,
+    /// How to connect to the local server.
+    pub connection: ConnectionOptions,
+    /// Number of SIGTERM/SIGINT received: 1 = finish the running job then stop, 2 = cancel it.
+    pub signals: Arc<AtomicUsize>,
+    option_file: OnceLock<Result<(tempfile::TempDir, PathBuf), String>>,
+}
+
+impl HostEnv {
+    /// A new environment; the option file is written on first use.
+    pub fn new(settings: Settings, connection: ConnectionOptions) -> Self {
+        HostEnv {
+            settings,
+            connection,
+            signals: Arc::new(AtomicUsize::new(0)),
+            option_file: OnceLock::new(),
+        }
+    }
+
+    /// Whether a stop was requested (finish the current job, start no other).
+    pub fn stop_requested(&self) -> bool {
+        self.signals.load(Ordering::SeqCst) >= 1
+    }
+
+    /// The 0600 `[client]` option file for child tools, in a 0700 directory of its own that
+    /// is removed when the process ends.
+    pub fn option_file(&self) -> Result<PathBuf, String> {
+        self.option_file
+            .get_or_init(|| {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let dir = tempfile::Builder::new()
+                    .prefix("dbjobs-")
+                    .tempdir()
+                    .map_err(|e| {
+                        format!("cannot create a private directory for the option file: {e}")
+                    })?;
+                let path = dir.path().join("client.cnf");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                f.write_all(self.connection.client_option_file_text().as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Ok((dir, path))
+            })
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .map_err(Clone::clone)
+    }
+}
+
+/// The host side of one running job.
+pub struct JobContext<'a> {
+    env: &'a HostEnv,
+    queue: &'a Mutex<Queue>,
+    job_id: u64,
+    task: String,
+    direction: Direction,
+    waiting_sent: AtomicBool,
+    last_progress: Mutex<Option<Instant>>,
+    plugin_conn: Mutex<Option<Conn>>,
+}
+
+impl<'a> JobContext<'a> {
+    /// The context of job `job_id` of `task`.
+    pub fn new(
+        env: &'a HostEnv,
+        queue: &'a Mutex<Queue>,
+        job_id: u64,
+        task: &str,
+        direction: Direction,
+    ) -> Self {
+        JobContext {
+            env,
+            queue,
+            job_id,
+            task: task.to_string(),
+            direction,
+            waiting_sent: AtomicBool::new(false),
+            last_progress: Mutex::new(None),
+            plugin_conn: Mutex::new(None),
+        }
+    }
+
+    fn tag(&self) -> String {
+        format!("job {} ({})", self.job_id, self.task)
+    }
+
+    fn run_query(&self, sql: &str, params: &[String]) -> Result<Vec<db::TextRow>, String> {
+        let mut guard = self.plugin_conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(db::connect(&self.env.connection).map_err(|e| e.to_string())?);
+        }
+        let conn = guard.as_mut().expect("connected above");
+        db::query_text(conn, sql, params).map_err(|e| e.message)
+    }
+}
+
+impl HostApi for JobContext<'_> {
+    fn progress(&self, text: RStr<'_>) {
+        if self.direction == Direction::Inbound && !self.waiting_sent.load(Ordering::SeqCst) {
+            // Touching an inbound row before the listener is up would make
+            // replication-manager connect too early.
+            log::debug!("{}: progress {}", self.tag(), text);
+            return;
+        }
+        {
+            let mut last = self.last_progress.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < PROGRESS_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = q.progress(self.job_id, text.as_str()) {
+            log::warn!("{}: cannot write progress: {e}", self.tag());
+        }
+    }
+
+    fn waiting(&self) -> RResult<(), RString> {
+        if self.direction != Direction::Inbound {
+            log::debug!(
+                "{}: waiting() ignored for a {} task",
+                self.tag(),
+                self.direction.as_str()
+            );
+            return ROk(());
+        }
+        if self.waiting_sent.swap(true, Ordering::SeqCst) {
+            return ROk(());
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        match q.mark_waiting(self.job_id) {
+            Ok(true) => {
+                log::info!("{}: listening, row marked waiting", self.tag());
+                ROk(())
+            }
+            Ok(false) => RErr(RString::from(
+                "the job row changed before the listener was up (deleted or taken by another agent)",
+            )),
+            Err(e) => RErr(RString::from(format!("cannot mark the job waiting: {e}"))),
+        }
+    }
+
+    fn log(&self, level: LogLevel, text: RStr<'_>) {
+        let level = match level {
+            LogLevel::Error => log::Level::Error,
+            LogLevel::Warn => log::Level::Warn,
+            LogLevel::Info => log::Level::Info,
+            LogLevel::Debug => log::Level::Debug,
+        };
+        log::log!(level, "{}: {}", self.tag(), text);
+    }
+
+    fn setting(&self, name: RStr<'_>) -> ROption<RString> {
+        match self.env.settings.get(name.as_str()) {
+            Some(v) => ROption::RSome(RString::from(v)),
+            None => RNone,
+        }
+    }
+
+    fn client_option_file(&self) -> RString {
+        match self.env.option_file() {
+            Ok(p) => RString::from(p.display().to_string()),
+            Err(e) => {
+                log::error!("{}: {e}", self.tag());
+                RString::new()
+            }
+        }
+    }
+
+    fn query(&self, sql: RStr<'_>, params: RSlice<'_, RString>) -> RResult<AbiRows, RString> {
+        let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+        match self.run_query(sql.as_str(), &params) {
+            Ok(rows) => ROk(rows
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|v| ROption::from(v.map(RString::from)))
+                        .collect::<RVec<_>>()
+                })
+                .collect()),
+            Err(e) => RErr(RString::from(e)),
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.env.signals.load(Ordering::SeqCst) >= 2
+    }
+}

@@ -1,0 +1,29 @@
+//! # dbjobs: the host
+//!
+//! dbjobs runs on every MariaDB/MySQL node of a cluster managed by replication-manager. It
+//! reads the node's job table (`replication_manager_schema.jobs`), claims each pending job and
+//! hands it to the plugin that owns its task. This crate is the host; job types live in plugin
+//! libraries built against `dbjobs-sdk`.
+//!
+//! ```text
+//!  replication-manager ──INSERT──▶ replication_manager_schema.jobs ◀──claim/update── queue
+//!                                                                                   │
+//!   plugin dirs ──▶ loader (checks owner/mode, ABI header, SDK version) ──▶ registry ─┤
+//!                                                                                   ▼
+//!                            runner ──run(job, host context)──▶ plugin .so (cdylib)
+//! ```
+//!
+//! Modules, one idea each: [`config`] (option files and settings), [`db`] (sessions and rows as
+//! text), [`queue`] (the table protocol), [`validate`] (row fields), [`loader`] (plugin
+//! libraries), [`context`] (what plugins call back into), [`runner`] (passes and the daemon).
+
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod loader;
+pub mod queue;
+pub mod runner;
+pub mod validate;
+
+pub use error::{Error, Result};

@@ -1,0 +1,312 @@
+//! Finding and loading plugin libraries.
+//!
+//! Loading a shared library runs code as the user of dbjobs (often root), so before a file is
+//! even opened the loader checks, like sshd does for its keys, that neither the directory nor
+//! the file can be written by anyone but root or the current user. Then, like PostgreSQL's
+//! magic block, it checks the library's header before calling anything in it: the
+//! `abi_stable` header, the root module name, the SDK version the plugin was built against,
+//! and the layout of every type of the ABI. Only then is the plugin asked for its tasks.
+//!
+//! Each library is loaded through its own header (`lib_header_from_path` +
+//! `init_root_module`), not through `RootModule::load_from_file`, which caches one module per
+//! root-module type and would silently hand back the first plugin for every later file.
+//!
+//! A file that fails any check is *refused* with one log line naming the file and the reason;
+//! the other files still load.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
+use abi_stable::sabi_types::VersionNumber;
+use dbjobs_sdk::abi::{PluginModRef, ROOT_MODULE_NAME};
+use dbjobs_sdk::{Direction, SDK_VERSION};
+
+/// Where packaged plugins live.
+pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/dbjobs/plugins";
+
+/// One task of a loaded plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// The `task` column value.
+    pub name: String,
+    /// Which way the data flows.
+    pub direction: Direction,
+    /// One line for people.
+    pub description: String,
+}
+
+/// A plugin that passed every check.
+pub struct LoadedPlugin {
+    /// The library file.
+    pub file: PathBuf,
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// The SDK version it was built against.
+    pub sdk_version: String,
+    /// One line for people.
+    pub description: String,
+    /// The tasks it owns.
+    pub tasks: Vec<Task>,
+    /// Its root module.
+    pub module: PluginModRef,
+}
+
+/// A file that was not loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The file (or directory).
+    pub file: PathBuf,
+    /// Why, in a sentence that says what to do.
+    pub reason: String,
+}
+
+/// Everything found in the plugin directories.
+#[derive(Default)]
+pub struct Registry {
+    /// Loaded plugins, in load order.
+    pub plugins: Vec<LoadedPlugin>,
+    /// Refused files.
+    pub refused: Vec<Refused>,
+    /// task name -> index into `plugins`.
+    tasks: BTreeMap<String, usize>,
+}
+
+impl Registry {
+    /// The plugin that owns `task`, and the task.
+    pub fn owner(&self, task: &str) -> Option<(&LoadedPlugin, &Task)> {
+        let plugin = &self.plugins[*self.tasks.get(task)?];
+        let t = plugin.tasks.iter().find(|t| t.name == task)?;
+        Some((plugin, t))
+    }
+
+    /// Every owned task name, sorted.
+    pub fn task_names(&self) -> impl Iterator<Item = &str> {
+        self.tasks.keys().map(String::as_str)
+    }
+
+    /// Load every `*.so` of each directory, in name order. A missing `DEFAULT_PLUGIN_DIR` is
+    /// fine (plugins may all come from `--plugin-dir`); a missing explicit directory is refused.
+    pub fn load(dirs: &[PathBuf]) -> Registry {
+        let mut reg = Registry::default();
+        for dir in dirs {
+            if !dir.exists() && dir == Path::new(DEFAULT_PLUGIN_DIR) {
+                log::debug!("default plugin directory {} does not exist", dir.display());
+                continue;
+            }
+            if let Err(reason) = check_owner_and_mode(dir) {
+                reg.refuse(dir, reason);
+                continue;
+            }
+            let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "so"))
+                    .collect(),
+                Err(e) => {
+                    reg.refuse(dir, format!("cannot read the directory: {e}"));
+                    continue;
+                }
+            };
+            files.sort();
+            for file in files {
+                if let Err(reason) = reg.load_file(&file) {
+                    reg.refuse(&file, reason);
+                }
+            }
+        }
+        reg
+    }
+
+    fn refuse(&mut self, file: &Path, reason: String) {
+        log::warn!("plugin {} refused: {reason}", file.display());
+        self.refused.push(Refused {
+            file: file.to_path_buf(),
+            reason,
+        });
+    }
+
+    fn load_file(&mut self, file: &Path) -> Result<(), String> {
+        check_owner_and_mode(file)?;
+        let plugin = open_plugin(file)?;
+        for task in &plugin.tasks {
+            if let Some(&other) = self.tasks.get(&task.name) {
+                return Err(format!(
+                    "task {:?} is already owned by {} ({}); remove one of the two files",
+                    task.name,
+                    self.plugins[other].name,
+                    self.plugins[other].file.display()
+                ));
+            }
+        }
+        let index = self.plugins.len();
+        for task in &plugin.tasks {
+            self.tasks.insert(task.name.clone(), index);
+        }
+        log::debug!(
+            "loaded plugin {} {} from {} (tasks: {})",
+            plugin.name,
+            plugin.version,
+            file.display(),
+            plugin
+                .tasks
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.plugins.push(plugin);
+        Ok(())
+    }
+}
+
+/// Refuse a path that an unprivileged user could have written: owned by someone other than
+/// root or us, or writable by group or others.
+pub fn check_owner_and_mode(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "owned by uid {}, not by root or the user running dbjobs (uid {me}); chown it",
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "writable by group or others (mode {:o}); anyone who can write there could run code as this user: chmod go-w {}",
+            mode & 0o7777,
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Open one library and run the checks of the module docs.
+fn open_plugin(file: &Path) -> Result<LoadedPlugin, String> {
+    let header = lib_header_from_path(file).map_err(|e| match e {
+        LibraryError::OpenError { err, .. } => format!("not a loadable shared library: {err}"),
+        LibraryError::GetSymbolError { .. } => {
+            "not a dbjobs plugin: it exports no abi_stable root module (build it with dbjobs_sdk::export_plugin!)".to_string()
+        }
+        LibraryError::InvalidAbiHeader(found) => format!(
+            "built with an incompatible abi_stable ({found:?}); rebuild it against dbjobs-sdk {SDK_VERSION}"
+        ),
+        other => first_line(&other.to_string()),
+    })?;
+    let name = header.root_mod_consts().name();
+    if name.as_str() != ROOT_MODULE_NAME {
+        return Err(format!(
+            "not a dbjobs plugin: its abi_stable root module is {:?}, not {ROOT_MODULE_NAME:?}",
+            name.as_str()
+        ));
+    }
+    let their_version = header.version_strings();
+    let plugin_sdk = their_version.version.as_str().to_string();
+    let refuse_version = || {
+        format!(
+            "built against dbjobs-sdk {plugin_sdk}, but this dbjobs host uses dbjobs-sdk {SDK_VERSION}; rebuild the plugin against dbjobs-sdk {} (or use a dbjobs host for {plugin_sdk})",
+            compatible_range()
+        )
+    };
+    match VersionNumber::new(their_version) {
+        Ok(theirs) => {
+            let ours = VersionNumber::new(<PluginModRef as RootModule>::VERSION_STRINGS)
+                .expect("the SDK's own version parses");
+            let compatible = if ours.major == 0 {
+                theirs.major == 0 && theirs.minor == ours.minor
+            } else {
+                theirs.major == ours.major
+            };
+            if !compatible {
+                return Err(refuse_version());
+            }
+        }
+        Err(_) => return Err(refuse_version()),
+    }
+    let module = header.init_root_module::<PluginModRef>().map_err(|e| match e {
+        LibraryError::IncompatibleVersionNumber { .. } => refuse_version(),
+        LibraryError::AbiInstability(details) => format!(
+            "its ABI layout does not match dbjobs-sdk {SDK_VERSION} although it claims version {plugin_sdk}: {}; rebuild it",
+            first_line(&details.to_string())
+        ),
+        other => first_line(&other.to_string()),
+    })?;
+    let info = (module.info())()
+        .into_result()
+        .map_err(|e| format!("plugin refused to describe itself: {e}"))?;
+    let mut tasks = Vec::new();
+    for t in info.tasks.iter() {
+        let name = t.name.to_string();
+        if name.is_empty()
+            || name.len() > 20
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(format!(
+                "declares the task {name:?}, which cannot be a task name (1 to 20 letters, digits or _)"
+            ));
+        }
+        if tasks.iter().any(|x: &Task| x.name == name) {
+            return Err(format!("declares the task {name:?} twice"));
+        }
+        tasks.push(Task {
+            name,
+            direction: t.direction,
+            description: t.description.to_string(),
+        });
+    }
+    if tasks.is_empty() {
+        return Err("declares no task".into());
+    }
+    Ok(LoadedPlugin {
+        file: file.to_path_buf(),
+        name: info.name.to_string(),
+        version: info.version.to_string(),
+        sdk_version: plugin_sdk,
+        description: info.description.to_string(),
+        tasks,
+        module,
+    })
+}
+
+/// `0.1.x` for SDK 0.1.0; `1.x` for 1.2.3.
+fn compatible_range() -> String {
+    let v = VersionNumber::new(<PluginModRef as RootModule>::VERSION_STRINGS).expect("parses");
+    if v.major == 0 {
+        format!("0.{}.x", v.minor)
+    } else {
+        format!("{}.x", v.major)
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writable_directories_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(check_owner_and_mode(dir.path()).is_ok());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o775)).unwrap();
+        let err = check_owner_and_mode(dir.path()).unwrap_err();
+        assert!(err.contains("writable by group or others"), "{err}");
+    }
+
+    #[test]
+    fn range_names_the_minor_series() {
+        assert!(compatible_range().starts_with("0."));
+    }
+}

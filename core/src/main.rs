@@ -1,0 +1,381 @@
+//! The `dbjobs` command: a thin CLI over the `dbjobs` library.
+//!
+//! Exit status: 0 when every job succeeded or none was pending, 1 when a job failed, 2 on a
+//! configuration or connection error (with a message that says what to do).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use dbjobs::config::{ConnectionFlags, ConnectionOptions, OptionFile, Settings};
+use dbjobs::context::HostEnv;
+use dbjobs::loader::{Registry, DEFAULT_PLUGIN_DIR};
+use dbjobs::queue::Queue;
+use dbjobs::{runner, Error};
+
+/// Runs replication-manager's node jobs (backups, log shipping, reseeds, ...) through plugins.
+#[derive(Parser, Debug)]
+#[command(name = "dbjobs", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options accepted before or after the subcommand.
+#[derive(Args, Debug)]
+struct GlobalArgs {
+    /// MySQL option file: credentials in [client], job settings in [dbjobs]. The password is
+    /// only read from here or from MYSQL_PWD, never from a flag.
+    #[arg(long, global = true, value_name = "FILE")]
+    defaults_file: Option<PathBuf>,
+    /// Unix socket of the local server (default /run/mysqld/mysqld.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Connect over TCP to this host instead of the socket.
+    #[arg(long, global = true)]
+    host: Option<String>,
+    /// TCP port of the server (with --host).
+    #[arg(long, global = true)]
+    port: Option<u16>,
+    /// User to connect as.
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// Another directory of plugin libraries (repeatable); /usr/lib/dbjobs/plugins is always read.
+    #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
+    /// Override a [dbjobs] setting (repeatable), e.g. --set example_log=/tmp/x.log.
+    #[arg(long = "set", global = true, value_name = "NAME=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// One pass over all tasks: run the newest pending job of each (the cron mode).
+    Run,
+    /// Repeat passes until SIGTERM (the running job is finished first; a second signal cancels it).
+    Daemon {
+        /// Pause between passes, e.g. 1s, 500ms, 2m.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: Duration,
+    },
+    /// List the loaded plugins and the refused files.
+    Plugins {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the most recent rows of the job table.
+    Jobs {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// How many rows.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+    /// Insert a job the way replication-manager does (for operators and tests).
+    Submit {
+        /// The task name, e.g. mariabackup.
+        task: String,
+        /// The address replication-manager would put in `server`.
+        #[arg(long)]
+        server: Option<String>,
+        /// The `port` column.
+        #[arg(long = "job-port", default_value_t = 0, allow_negative_numbers = true)]
+        job_port: i64,
+    },
+    /// Create replication_manager_schema.jobs if it is missing, and print its layout.
+    Init,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 1s or 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Why the command stopped.
+enum Failure {
+    /// A job failed (exit 1).
+    Jobs,
+    /// Configuration or connection (exit 2).
+    Setup(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Setup(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let env = env_logger::Env::default().default_filter_or("info");
+    env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Jobs) => ExitCode::from(1),
+        Err(Failure::Setup(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let g = &cli.global;
+    let file = match &g.defaults_file {
+        Some(p) => OptionFile::read(p)?,
+        None => OptionFile::default(),
+    };
+    let flags = ConnectionFlags {
+        socket: g.socket.clone(),
+        host: g.host.clone(),
+        port: g.port,
+        user: g.user.clone(),
+    };
+    let connection = ConnectionOptions::resolve(&flags, &file)?;
+    let settings = Settings::resolve(&file, &g.sets)?;
+    let mut dirs = vec![PathBuf::from(DEFAULT_PLUGIN_DIR)];
+    dirs.extend(g.plugin_dirs.iter().cloned());
+
+    match cli.command {
+        Command::Plugins { json } => {
+            let registry = Registry::load(&dirs);
+            print_plugins(&registry, json);
+            Ok(())
+        }
+        Command::Init => {
+            let q = Queue::open(&connection)?;
+            println!(
+                "replication_manager_schema.jobs is ready ({} layout)",
+                q.layout().variant.as_str()
+            );
+            Ok(())
+        }
+        Command::Submit {
+            task,
+            server,
+            job_port,
+        } => {
+            let mut q = Queue::open(&connection)?;
+            let id = q.submit(&task, server.as_deref(), job_port)?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::Jobs { json, limit } => {
+            let mut q = Queue::open(&connection)?;
+            print_jobs(&q.recent(limit)?, json);
+            Ok(())
+        }
+        Command::Run => {
+            let registry = loaded_registry(&dirs)?;
+            let env = HostEnv::new(settings, connection);
+            install_signal_handlers(&env)?;
+            let queue = Mutex::new(Queue::open(&env.connection)?);
+            let reports = runner::run_pass(&queue, &registry, &env)?;
+            if reports.iter().any(|r| !r.ok) {
+                return Err(Failure::Jobs);
+            }
+            Ok(())
+        }
+        Command::Daemon { interval } => {
+            let registry = loaded_registry(&dirs)?;
+            let env = HostEnv::new(settings, connection);
+            install_signal_handlers(&env)?;
+            // Fail fast on a wrong configuration; later connection losses are retried.
+            drop(Queue::open(&env.connection)?);
+            log::info!(
+                "daemon started: {} task(s), a pass every {} ms",
+                registry.task_names().count(),
+                interval.as_millis()
+            );
+            if runner::run_daemon(&registry, &env, interval) > 0 {
+                return Err(Failure::Jobs);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Load the plugins; having none is a configuration error (a pass would do nothing forever).
+fn loaded_registry(dirs: &[PathBuf]) -> Result<Registry, Failure> {
+    let registry = Registry::load(dirs);
+    if registry.plugins.is_empty() {
+        return Err(Failure::Setup(
+            Error::new(format!(
+                "no plugin loaded from {}",
+                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            ))
+            .help(format!(
+                "install plugins into {DEFAULT_PLUGIN_DIR} or pass --plugin-dir; `dbjobs plugins` shows why files were refused"
+            )),
+        ));
+    }
+    Ok(registry)
+}
+
+/// SIGTERM/SIGINT: the first asks to stop after the running job, the second cancels it.
+fn install_signal_handlers(env: &HostEnv) -> Result<(), Failure> {
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let counter = env.signals.clone();
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        }
+        .map_err(|e| Failure::Setup(Error::new(format!("cannot install signal handlers: {e}"))))?;
+    }
+    Ok(())
+}
+
+fn print_plugins(registry: &Registry, json: bool) {
+    if json {
+        let plugins: Vec<serde_json::Value> = registry
+            .plugins
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "version": p.version,
+                    "sdk_version": p.sdk_version,
+                    "description": p.description,
+                    "file": p.file.display().to_string(),
+                    "tasks": p.tasks.iter().map(|t| serde_json::json!({
+                        "name": t.name,
+                        "direction": t.direction.as_str(),
+                        "description": t.description,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let refused: Vec<serde_json::Value> = registry
+            .refused
+            .iter()
+            .map(|r| serde_json::json!({"file": r.file.display().to_string(), "reason": r.reason}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"plugins": plugins, "refused": refused})
+            )
+            .expect("JSON of strings")
+        );
+        return;
+    }
+    for p in &registry.plugins {
+        println!(
+            "{} {} ({})  {}",
+            p.name,
+            p.version,
+            p.file.display(),
+            p.description
+        );
+        for t in &p.tasks {
+            println!(
+                "    {:<22} {:<9} {}",
+                t.name,
+                t.direction.as_str(),
+                t.description
+            );
+        }
+    }
+    for r in &registry.refused {
+        println!("refused {}: {}", r.file.display(), r.reason);
+    }
+}
+
+fn print_jobs(rows: &[serde_json::Map<String, serde_json::Value>], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(rows).expect("JSON of strings")
+        );
+        return;
+    }
+    let text = |row: &serde_json::Map<String, serde_json::Value>, k: &str| match row.get(k) {
+        None | Some(serde_json::Value::Null) => "-".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    let has_state = rows.first().is_some_and(|r| r.contains_key("state"));
+    println!(
+        "{:>6}  {:<20} {:<22} {:>4} {}{:<19}  {:<19}  result",
+        "id",
+        "task",
+        "server:port",
+        "done",
+        if has_state { "state " } else { "" },
+        "start",
+        "end"
+    );
+    for row in rows {
+        println!(
+            "{:>6}  {:<20} {:<22} {:>4} {}{:<19}  {:<19}  {}",
+            text(row, "id"),
+            text(row, "task"),
+            format!("{}:{}", text(row, "server"), text(row, "port")),
+            text(row, "done"),
+            if has_state {
+                format!("{:>5} ", text(row, "state"))
+            } else {
+                String::new()
+            },
+            text(row, "start"),
+            text(row, "end"),
+            text(row, "result").replace('\n', " "),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        let a = Cli::try_parse_from(["dbjobs", "--socket", "/s", "run", "--set", "a=b"]).unwrap();
+        let b = Cli::try_parse_from(["dbjobs", "run", "--socket", "/s", "--set", "a=b"]).unwrap();
+        assert_eq!(a.global.socket, b.global.socket);
+        assert_eq!(a.global.sets, b.global.sets);
+    }
+
+    #[test]
+    fn there_is_no_password_flag() {
+        assert!(Cli::try_parse_from(["dbjobs", "--password", "x", "run"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("1x").is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! The `example` task: the smallest useful dbjobs plugin.
+//!
+//! It waits `port` milliseconds (0..=60000, taken from the row so tests can make a job slow),
+//! reporting progress while it waits, appends `<job id> <pid>` as a line to the file named by
+//! the setting `example_log` when set (tests count these lines to prove a job ran exactly
+//! once), and finishes with the result `example job <id> done`.
+//!
+//! Read it as the template for a new plugin: a `Default` type, [`Plugin::info`] declaring the
+//! tasks, [`Plugin::run`] doing the work, and `export_plugin!` for the glue.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
+
+/// The longest wait a row may ask for, in milliseconds.
+pub const MAX_WAIT_MS: u16 = 60_000;
+
+/// The example plugin.
+#[derive(Default)]
+pub struct Example;
+
+impl Plugin for Example {
+    fn info(&self) -> PluginInfo {
+        PluginInfo::new(
+            "example",
+            env!("CARGO_PKG_VERSION"),
+            "sample plugin: waits `port` ms, logs the job to `example_log`",
+        )
+        .task(
+            "example",
+            Direction::Local,
+            "wait `port` milliseconds, append the job id to the file named by `example_log`",
+        )
+    }
+
+    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
+        if job.port > MAX_WAIT_MS {
+            return Err(format!(
+                "port {} is out of range for the example task: it is a wait in milliseconds, 0..={MAX_WAIT_MS}",
+                job.port
+            ));
+        }
+        let wait = Duration::from_millis(u64::from(job.port));
+        let start = Instant::now();
+        while start.elapsed() < wait {
+            if host.cancelled() {
+                return Err("cancelled".into());
+            }
+            host.progress(&format!(
+                "waited {} of {} ms",
+                start.elapsed().as_millis(),
+                wait.as_millis()
+            ));
+            std::thread::sleep(
+                wait.saturating_sub(start.elapsed())
+                    .min(Duration::from_millis(50)),
+            );
+        }
+        if let Some(path) = host.setting("example_log") {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("cannot open example_log {path}: {e}"))?;
+            // One write per line: O_APPEND keeps concurrent writers' lines whole.
+            file.write_all(format!("{} {}\n", job.id, std::process::id()).as_bytes())
+                .map_err(|e| format!("cannot write example_log {path}: {e}"))?;
+        }
+        host.info(&format!("waited {} ms", wait.as_millis()));
+        Ok(Outcome::new(format!("example job {} done", job.id)))
+    }
+}
+
+export_plugin!(Example);
