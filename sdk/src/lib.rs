@@ -37,8 +37,11 @@
 
 pub mod abi;
 pub mod copy;
+pub mod logship;
 pub mod net;
 pub mod plugin;
+pub mod restore;
+pub mod service;
 pub mod sql;
 pub mod tool;
 

@@ -1,0 +1,1 @@
+//! Placeholder: the errorlog plugin is being written.

@@ -1,0 +1,1 @@
+//! Placeholder: the flashback plugin is being written.

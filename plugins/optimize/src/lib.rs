@@ -1,0 +1,1 @@
+//! Placeholder: the optimize plugin is being written.

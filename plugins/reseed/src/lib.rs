@@ -1,0 +1,1 @@
+//! Placeholder: the reseed plugin is being written.

@@ -1,0 +1,1 @@
+//! Placeholder: the service plugin is being written.

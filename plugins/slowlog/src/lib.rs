@@ -1,0 +1,1 @@
+//! Placeholder: the slowlog plugin is being written.

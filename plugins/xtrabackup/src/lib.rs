@@ -1,0 +1,1 @@
+//! Placeholder: the xtrabackup plugin is being written.

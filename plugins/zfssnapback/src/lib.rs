@@ -1,0 +1,1 @@
+//! Placeholder: the zfssnapback plugin is being written.

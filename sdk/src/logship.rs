@@ -1,0 +1,1 @@
+//! Log shipping helpers (being written).
