@@ -3,7 +3,8 @@
 //! It waits `port` milliseconds (0..=60000, taken from the row so tests can make a job slow),
 //! reporting progress while it waits, appends `<job id> <pid>` as a line to the file named by
 //! the setting `example_log` when set (tests count these lines to prove a job ran exactly
-//! once), and finishes with the result `example job <id> done`.
+//! once), and finishes with the result `example job <id> done`. The setting `example_payload`,
+//! when set, is returned as the job's JSON payload (tests use it to check payload writes).
 //!
 //! Read it as the template for a new plugin: a `Default` type, [`Plugin::info`] declaring the
 //! tasks, [`Plugin::run`] doing the work, and `export_plugin!` for the glue.
@@ -68,7 +69,11 @@ impl Plugin for Example {
                 .map_err(|e| format!("cannot write example_log {path}: {e}"))?;
         }
         host.info(&format!("waited {} ms", wait.as_millis()));
-        Ok(Outcome::new(format!("example job {} done", job.id)))
+        let outcome = Outcome::new(format!("example job {} done", job.id));
+        Ok(match host.setting("example_payload") {
+            Some(json) => outcome.with_payload(json),
+            None => outcome,
+        })
     }
 }
 
