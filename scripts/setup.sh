@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what dbjobs's tests, demo and benchmark need on a Debian machine, when it is missing:
+# MariaDB server, client and backup tools, socat and gzip (the reference pipeline of the
+# benchmark). As root it uses apt; otherwise it names what to install and fails.
+set -euo pipefail
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+have mariadbd || need_pkgs+=(mariadb-server)
+have mariadb-install-db || need_pkgs+=(mariadb-server)
+have mariadb || need_pkgs+=(mariadb-client)
+have mariadb-dump || need_pkgs+=(mariadb-client)
+have mariadb-backup || need_pkgs+=(mariadb-backup)
+have mbstream || need_pkgs+=(mariadb-backup)
+have socat || need_pkgs+=(socat)
+have gzip || need_pkgs+=(gzip)
+have gcc || need_pkgs+=(gcc)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    # shellcheck disable=SC2207
+    pkgs=($(printf '%s\n' "${need_pkgs[@]}" | sort -u))
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing packages: ${pkgs[*]}" >&2
+        echo "setup: install them with: sudo apt-get install ${pkgs[*]}  (or run this script as root)" >&2
+        exit 1
+    fi
+    echo "setup: installing ${pkgs[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "setup: cargo is missing: install Rust 1.89 or newer (https://rustup.rs), then run this again" >&2
+        exit 1
+    fi
+fi
+echo "setup: $(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version), $(cargo --version)"
