@@ -38,8 +38,8 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 sql() { mariadb --no-defaults --socket="$work/mysqld.sock" -uroot "$@"; }
-sql -e "CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY, amount DECIMAL(10,2), note VARCHAR(40)) ENGINE=InnoDB;
-        INSERT INTO shop.orders SELECT seq, seq * 1.5, CONCAT('order ', seq) FROM seq_1_to_20000;
+sql -e "CREATE DATABASE IF NOT EXISTS test; CREATE DATABASE shop; CREATE TABLE shop.orders(id INT PRIMARY KEY, amount DECIMAL(10,2), note VARCHAR(40)) ENGINE=InnoDB;
+        INSERT INTO shop.orders SELECT seq, seq * 1.5, CONCAT('order ', seq) FROM test.seq_1_to_20000;
         CREATE TABLE shop.audit(id INT PRIMARY KEY, what VARCHAR(40)) ENGINE=MyISAM; INSERT INTO shop.audit VALUES (1, 'created');"
 
 # Plugins load only from directories nobody else can write.

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RErr, RNone, ROk, ROption, RResult, RSlice, RStr, RString, RVec};
@@ -87,7 +87,22 @@ pub struct JobContext<'a> {
     direction: Direction,
     waiting_sent: AtomicBool,
     last_progress: Mutex<Option<Instant>>,
+    progress: ProgressSlot,
     plugin_conn: Mutex<Option<Conn>>,
+}
+
+/// The latest progress text not yet written, handed from the plugin's threads to the writer
+/// thread ([`JobContext::write_progress_until_done`]).
+///
+/// Plugins report progress from their data path (the copy loop of a backup). Writing it to the
+/// row there would couple the stream to the queue table: while `mariadb-backup` holds the
+/// backup lock, an UPDATE of an InnoDB table waits, the copy loop stops draining the tool's
+/// stdout, and the tool never gets to release the lock. So `progress()` only stores the text.
+#[derive(Default)]
+struct ProgressSlot {
+    pending: Mutex<Option<String>>,
+    wake: Condvar,
+    done: AtomicBool,
 }
 
 impl<'a> JobContext<'a> {
@@ -107,20 +122,71 @@ impl<'a> JobContext<'a> {
             direction,
             waiting_sent: AtomicBool::new(false),
             last_progress: Mutex::new(None),
+            progress: ProgressSlot::default(),
             plugin_conn: Mutex::new(None),
         }
+    }
+
+    /// Write the progress texts the plugin reports into the row until [`Self::stop_progress`]
+    /// is called. Runs on a thread of its own for the duration of the job.
+    pub fn write_progress_until_done(&self) {
+        loop {
+            let text = {
+                let mut pending = self
+                    .progress
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                while pending.is_none() && !self.progress.done.load(Ordering::SeqCst) {
+                    pending = self
+                        .progress
+                        .wake
+                        .wait(pending)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                if self.progress.done.load(Ordering::SeqCst) {
+                    return;
+                }
+                pending.take()
+            };
+            if let Some(text) = text {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = q.progress(self.job_id, &text) {
+                    log::debug!("{}: progress not written: {e}", self.tag());
+                }
+            }
+        }
+    }
+
+    /// End [`Self::write_progress_until_done`]; progress not yet written is dropped (the
+    /// outcome replaces it anyway).
+    pub fn stop_progress(&self) {
+        self.progress.done.store(true, Ordering::SeqCst);
+        let _guard = self
+            .progress
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.progress.wake.notify_all();
     }
 
     fn tag(&self) -> String {
         format!("job {} ({})", self.job_id, self.task)
     }
 
+    /// Run a plugin statement on the plugin's own session. A session that died (the server
+    /// was restarted by the job itself, as a full restore or a ZFS rollback does) is replaced
+    /// by a new one and the statement is tried once more on it.
     fn run_query(&self, sql: &str, params: &[String]) -> Result<Vec<db::TextRow>, String> {
         let mut guard = self.plugin_conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            *guard = Some(db::connect(&self.env.connection).map_err(|e| e.to_string())?);
+        if let Some(conn) = guard.as_mut() {
+            match db::query_text(conn, sql, params) {
+                Ok(rows) => return Ok(rows),
+                Err(e) if conn.ping().is_ok() => return Err(e.message),
+                Err(_) => *guard = None,
+            }
         }
-        let conn = guard.as_mut().expect("connected above");
+        let conn = guard.insert(db::connect(&self.env.connection).map_err(|e| e.message)?);
         db::query_text(conn, sql, params).map_err(|e| e.message)
     }
 }
@@ -140,10 +206,12 @@ impl HostApi for JobContext<'_> {
             }
             *last = Some(Instant::now());
         }
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = q.progress(self.job_id, text.as_str()) {
-            log::warn!("{}: cannot write progress: {e}", self.tag());
-        }
+        *self
+            .progress
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(text.to_string());
+        self.progress.wake.notify_all();
     }
 
     fn waiting(&self) -> RResult<(), RString> {

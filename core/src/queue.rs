@@ -41,6 +41,9 @@ pub const CREATE_LEGACY_TABLE: &str = "CREATE TABLE IF NOT EXISTS replication_ma
  done TINYINT not null default 0, result VARCHAR(1000), start DATETIME, end DATETIME,\
  KEY idx1(task,done), KEY idx2(result(1),task)) engine=innodb";
 
+/// Seconds a progress write may wait for a lock before it is skipped.
+pub const PROGRESS_LOCK_WAIT: u32 = 2;
+
 /// Result text while a job runs.
 pub const RESULT_PROCESSING: &str = "processing";
 
@@ -253,10 +256,18 @@ impl Queue {
     }
 
     /// Write a progress text into `result` of a running row.
+    ///
+    /// Progress is best effort and must never hold up the job: the statement gives up after
+    /// [`PROGRESS_LOCK_WAIT`] seconds of lock wait (a running `mariadb-backup` holds the
+    /// backup lock, which blocks writes to InnoDB tables for a while), and a lost session is
+    /// not reconnected here (the outcome write does that).
     pub fn progress(&mut self, id: u64, text: &str) -> Result<()> {
         let text = self.fit(text);
-        self.write(
-            &format!("UPDATE {SCHEMA}.jobs SET result=? WHERE id=? AND done=0"),
+        self.rows(
+            &format!(
+                "SET STATEMENT lock_wait_timeout={PROGRESS_LOCK_WAIT}, innodb_lock_wait_timeout={PROGRESS_LOCK_WAIT} FOR \
+                 UPDATE {SCHEMA}.jobs SET result=? WHERE id=? AND done=0"
+            ),
             &[text, id.to_string()],
         )?;
         Ok(())
@@ -389,11 +400,11 @@ fn parse_job_row(row: TextRow) -> Result<JobRow> {
         .ok_or_else(|| Error::new("job row without an id"))?;
     let task = it.next().flatten().unwrap_or_default();
     let server = it.next().flatten();
-    let port = match it.next().flatten() {
-        None => None,
-        // An INT column always parses; anything else is reported by validation as out of range.
-        Some(p) => Some(p.trim().parse::<i64>().unwrap_or(i64::MIN)),
-    };
+    // An INT column always parses; anything else is reported by validation as out of range.
+    let port = it
+        .next()
+        .flatten()
+        .map(|p| p.trim().parse::<i64>().unwrap_or(i64::MIN));
     Ok(JobRow {
         id,
         task,

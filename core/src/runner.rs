@@ -149,8 +149,13 @@ fn run_locked(
         variant,
     };
     let ctx = JobContext::new(env, queue, row.id, task, spec.direction);
-    let host = HostApi_TO::from_ptr(RRef::new(&ctx), TD_Opaque);
-    let outcome = (plugin.module.run())(&job, host).into_result();
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(|| ctx.write_progress_until_done());
+        let host = HostApi_TO::from_ptr(RRef::new(&ctx), TD_Opaque);
+        let outcome = (plugin.module.run())(&job, host).into_result();
+        ctx.stop_progress();
+        outcome
+    });
     let duration = start.elapsed();
     let (ending, ok, text) = match outcome {
         Ok(o) => {
@@ -212,7 +217,7 @@ pub fn run_daemon(registry: &Registry, env: &HostEnv, interval: Duration) -> usi
         }
         let slept = Instant::now();
         while slept.elapsed() < interval && !env.stop_requested() {
-            std::thread::sleep(Duration::from_millis(20).min(interval));
+            std::thread::sleep(Duration::from_millis(100).min(interval));
         }
     }
     log::info!("stop requested; daemon exits");

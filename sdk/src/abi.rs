@@ -169,7 +169,8 @@ pub type AbiRows = RVec<RVec<ROption<RString>>>;
 #[sabi_trait]
 pub trait HostApi: Send + Sync {
     /// Report progress; the host writes it into the row's `result`, at most about once a
-    /// second, and never before an inbound plugin called [`HostApi::waiting`].
+    /// second, and never before an inbound plugin called [`HostApi::waiting`]. Never blocks:
+    /// the write happens on a thread of the host.
     fn progress(&self, text: RStr<'_>);
 
     /// Say that the plugin's listener is up. The host then updates the row the way the table

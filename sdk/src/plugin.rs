@@ -153,6 +153,10 @@ impl<'a> Host<'a> {
     }
 
     /// Report progress (e.g. `"1.2 GiB sent"`); the host rate-limits writes to the row.
+    ///
+    /// It never blocks: the host only stores the text and writes the row from a thread of its
+    /// own, so a copy loop may call it on every buffer, even while a backup lock holds up
+    /// writes to the job table.
     pub fn progress(&self, text: &str) {
         self.inner.progress(RStr::from(text));
     }

@@ -23,6 +23,7 @@ mod binaries;
 mod dbjobs;
 pub mod fake_zfs;
 mod net;
+pub mod physical_fixtures;
 pub mod rm_listener;
 pub mod sender;
 mod server;

@@ -7,38 +7,18 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
+use dbjobs_tests::sender::create_jobs_table;
 use dbjobs_tests::*;
 
 const JOBS: &str = "replication_manager_schema.jobs";
 
-/// The layouts of PROTOCOL.md §1, created as replication-manager would.
-fn create_table(server: &MariaDb, variant: &str) {
-    let extra = match variant {
-        "legacy" => "result VARCHAR(1000), ",
-        "state" => "state tinyint not null default 0, result VARCHAR(1000), ",
-        "payload" => "state tinyint not null default 0, result MEDIUMTEXT, payload MEDIUMTEXT, ",
-        other => panic!("unknown variant {other}"),
-    };
-    let keys = if variant == "legacy" {
-        ""
-    } else {
-        ", KEY idx3(task,state), UNIQUE(task)"
-    };
-    server.exec(&format!(
-        "CREATE DATABASE IF NOT EXISTS replication_manager_schema; \
-         CREATE TABLE {JOBS}(id INT NOT NULL auto_increment PRIMARY KEY, task VARCHAR(20), port INT, \
-         server VARCHAR(255), done TINYINT not null default 0, {extra}start DATETIME, end DATETIME, \
-         KEY idx1(task,done), KEY idx2(result(1),task){keys}) engine=innodb"
-    ));
-}
-
 /// One row as a map column -> value.
 fn row(server: &MariaDb, id: u64) -> BTreeMap<String, Option<String>> {
     let cols: Vec<String> = server
-        .query(&format!(
+        .query(
             "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='replication_manager_schema' \
              AND TABLE_NAME='jobs' ORDER BY ORDINAL_POSITION"
-        ))
+        )
         .into_iter()
         .map(|r| r[0].clone().unwrap())
         .collect();
@@ -117,7 +97,7 @@ fn init_creates_the_legacy_table_and_detects_every_variant() {
     );
     for variant in ["state", "payload"] {
         server.exec("DROP DATABASE replication_manager_schema");
-        create_table(&server, variant);
+        create_jobs_table(&server, variant);
         let out = dbjobs.run(&["init"]);
         out.assert_code(0);
         assert!(
@@ -191,7 +171,7 @@ fn legacy_variant_claims_the_newest_row_supersedes_older_and_writes_outcomes() {
 fn state_and_payload_variants_write_state_and_payload() {
     for variant in ["state", "payload"] {
         let server = MariaDb::start();
-        create_table(&server, variant);
+        create_jobs_table(&server, variant);
         let dir = example_dir();
         let dbjobs = Dbjobs::new(&server, dir.path()).set("example_payload", r#"{"gtid":"0-1-5"}"#);
         let ok = submit(&dbjobs, &["example"]);
@@ -583,4 +563,47 @@ fn jobs_lists_recent_rows_as_json() {
     assert_eq!(v[0]["server"], "10.1.2.3");
     assert_eq!(v[0]["port"], 7);
     assert_eq!(v[0]["done"], 0);
+}
+
+/// A progress write that waits for a lock must not stop the job: `mariadb-backup` holds the
+/// backup lock while it streams, and a plugin blocked in `progress()` would stop draining the
+/// tool's output, so the tool would never release the lock (a deadlock seen in the demo).
+#[test]
+fn progress_writes_never_block_the_job() {
+    use mysql::prelude::Queryable;
+    let server = MariaDb::start();
+    let dir = example_dir();
+    let log = server.base_dir().join("example.log");
+    let dbjobs = Dbjobs::new(&server, dir.path()).set("example_log", log.to_str().unwrap());
+    dbjobs.run(&["init"]).assert_code(0);
+    let id = submit(&dbjobs, &["example", "--job-port", "3000"]);
+    let mut child = dbjobs.spawn(&["run"]);
+    wait_for("job running", Duration::from_secs(30), || {
+        val(&row(&server, id), "result")
+            .starts_with("waited")
+            .then_some(())
+    });
+    // What mariadb-backup does at the end of a backup: commits wait until it is done.
+    let mut backup = server.conn();
+    backup.query_drop("BACKUP STAGE START").unwrap();
+    backup.query_drop("BACKUP STAGE BLOCK_COMMIT").unwrap();
+    // The plugin finishes its work while the lock is held...
+    wait_for(
+        "the plugin to finish while commits are blocked",
+        Duration::from_secs(20),
+        || runs(&log).contains_key(&id).then_some(()),
+    );
+    assert_ne!(
+        val(&row(&server, id), "done"),
+        "1",
+        "the outcome cannot be written yet"
+    );
+    // ...and the outcome is written once the lock is gone.
+    backup.query_drop("BACKUP STAGE END").unwrap();
+    assert!(child.wait().unwrap().success());
+    let r = row(&server, id);
+    assert_eq!(
+        (val(&r, "done"), val(&r, "result")),
+        ("1".into(), format!("example job {id} done"))
+    );
 }

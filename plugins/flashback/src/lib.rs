@@ -1,1 +1,45 @@
-//! Placeholder: the flashback plugin is being written.
+//! The `flashback*` tasks: restore this node from its own last backup.
+//!
+//! replication-manager queues `flashbackmysqldump`, `flashbackxtrabackup` or `flashbackmariabackup`
+//! when an old master rejoins the cluster from its own last backup. The
+//! node listens on the row's port, receives the stream and restores it; all of that lives in
+//! [`dbjobs_sdk::restore`], shared with the `reseed` plugin, so this crate only declares
+//! the tasks.
+
+use dbjobs_sdk::restore::{self, Intent};
+use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
+
+/// The flashback plugin.
+#[derive(Default)]
+pub struct Flashback;
+
+impl Plugin for Flashback {
+    fn info(&self) -> PluginInfo {
+        PluginInfo::new(
+            "flashback",
+            env!("CARGO_PKG_VERSION"),
+            "restore the node from its own backup, received from replication-manager",
+        )
+        .task(
+            "flashbackmysqldump",
+            Direction::Inbound,
+            "receive a gzip'd SQL dump on `port` and apply it (not binlogged)",
+        )
+        .task(
+            "flashbackxtrabackup",
+            Direction::Inbound,
+            "receive an xbstream backup on `port` and restore it",
+        )
+        .task(
+            "flashbackmariabackup",
+            Direction::Inbound,
+            "receive an xbstream backup on `port` and restore it",
+        )
+    }
+
+    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
+        restore::run(Intent::Flashback, job, host)
+    }
+}
+
+export_plugin!(Flashback);

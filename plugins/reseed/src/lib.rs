@@ -1,1 +1,45 @@
-//! Placeholder: the reseed plugin is being written.
+//! The `reseed*` tasks: rebuild this node from a backup replication-manager sends.
+//!
+//! replication-manager queues `reseedmysqldump`, `reseedxtrabackup` or `reseedmariabackup`
+//! when a node must be rebuilt from the master's (or the backup server's) last backup. The
+//! node listens on the row's port, receives the stream and restores it; all of that lives in
+//! [`dbjobs_sdk::restore`], shared with the `flashback` plugin, so this crate only declares
+//! the tasks.
+
+use dbjobs_sdk::restore::{self, Intent};
+use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
+
+/// The reseed plugin.
+#[derive(Default)]
+pub struct Reseed;
+
+impl Plugin for Reseed {
+    fn info(&self) -> PluginInfo {
+        PluginInfo::new(
+            "reseed",
+            env!("CARGO_PKG_VERSION"),
+            "rebuild the node from a backup received from replication-manager",
+        )
+        .task(
+            "reseedmysqldump",
+            Direction::Inbound,
+            "receive a gzip'd SQL dump on `port` and apply it (not binlogged)",
+        )
+        .task(
+            "reseedxtrabackup",
+            Direction::Inbound,
+            "receive an xbstream backup on `port` and restore it",
+        )
+        .task(
+            "reseedmariabackup",
+            Direction::Inbound,
+            "receive an xbstream backup on `port` and restore it",
+        )
+    }
+
+    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
+        restore::run(Intent::Reseed, job, host)
+    }
+}
+
+export_plugin!(Reseed);

@@ -1,1 +1,634 @@
-//! (being written)
+//! Logical restore (`reseedmysqldump`, `flashbackmysqldump`): a gzip'd SQL dump replayed
+//! through the `mariadb` client.
+//!
+//! Two phases, so that a broken transfer never touches the server:
+//! 1. **Receive and verify.** The stream is decompressed (flate2, one gzip member) into
+//!    `dump.sql` in the staging directory. The gzip trailer (CRC-32 and length) must check
+//!    out; up to [`MAX_PADDING`](super::receive::MAX_PADDING) stale bytes after it are accepted (replication-manager's
+//!    sender pads its last write), more are refused. A stream cut short fails here, before
+//!    anything was applied.
+//! 2. **Apply.** The file is fed to `mariadb --batch --binary-mode` (no `--force`: it stops
+//!    at the first error, whose `ERROR nnnn at line N` is reported with the dump's line
+//!    number), after `SET SESSION sql_log_bin=0;` so the replay is not binlogged under the
+//!    node's own server id (PROTOCOL.md §4). While streaming, line by line, the filter drops
+//!    everything about `replication_manager_schema` (a `--all-databases --add-drop-database`
+//!    dump would otherwise drop the queue holding this very job) and picks up the position
+//!    the dump sets (`SET GLOBAL gtid_slave_pos`, `CHANGE MASTER TO MASTER_LOG_FILE`).
+//!
+//! Replication: the dump's `CHANGE MASTER TO MASTER_USE_GTID` and `SET GLOBAL
+//! gtid_slave_pos` need the replica threads stopped, so a configured replica is stopped
+//! before applying and started again afterwards, unless the payload variant leaves that to
+//! replication-manager. A node without replication is not an error.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use super::receive::{drain_padding, min_free_bytes, CountingReader, Received, SpaceCheckedWriter};
+use super::Intent;
+use crate::copy::{copy_with_progress, human_bytes, human_rate, CopyError, COPY_BUFFER};
+use crate::sql::is_gtid_list;
+use crate::tool::{find_tool, ToolCommand};
+use crate::{Host, Job, Outcome, TableVariant};
+
+/// The database the filter keeps out of the replay: the node's own job queue.
+pub const QUEUE_SCHEMA: &str = "replication_manager_schema";
+
+/// What the first line fed to the client does: keep the replay out of the binary log.
+const PREFIX: &[u8] = b"SET SESSION sql_log_bin=0;\n";
+
+/// Restore a gzip'd SQL dump received on `received` into the local server (see the module
+/// documentation for the two phases).
+pub fn restore(
+    host: &Host<'_>,
+    job: &Job,
+    intent: Intent,
+    received: Received,
+    staging: &Path,
+) -> Result<Outcome, String> {
+    let start = Instant::now();
+    let peer = received.peer;
+    let min_free = min_free_bytes(host)?;
+    let dump_path = staging.join("dump.sql");
+
+    // Phase 1: receive into the staging file and verify the gzip trailer.
+    let got = {
+        let file = create_private(&dump_path)?;
+        let mut out = SpaceCheckedWriter::new(
+            BufWriter::with_capacity(COPY_BUFFER, file),
+            staging,
+            min_free,
+        );
+        let input = CountingReader::new(received.stream, || host.cancelled());
+        let got = decompress_verified(input, &mut out, |n| {
+            host.progress(&format!(
+                "receiving the dump from {peer}: {} of SQL",
+                human_bytes(n)
+            ))
+        })
+        .map_err(|e| format!("{e}; nothing was applied to the server"))?;
+        let file = out
+            .into_inner()
+            .into_inner()
+            .map_err(|e| format!("cannot write {}: {}", dump_path.display(), e.error()))?;
+        file.sync_all()
+            .map_err(|e| format!("cannot write {}: {e}", dump_path.display()))?;
+        got
+    };
+    let received_in = start.elapsed();
+    host.info(&format!(
+        "received {} from {peer} ({} of SQL, {} stale bytes after the gzip data) in {} s",
+        human_bytes(got.compressed),
+        human_bytes(got.sql_bytes),
+        got.padding,
+        received_in.as_secs()
+    ));
+
+    // Phase 2: apply.
+    let replica = replica_configured(host);
+    if replica {
+        host.info("stopping replication for the restore");
+        host.query("STOP SLAVE", &[]).map_err(|e| {
+            format!("cannot stop replication before the restore: {e}; nothing was applied")
+        })?;
+    }
+    let applied = apply(host, &dump_path, got.sql_bytes).map_err(|e| {
+        if replica {
+            format!("{e} (replication was stopped for the restore and left stopped)")
+        } else {
+            e
+        }
+    })?;
+
+    let mut notes = Vec::new();
+    if let Some(g) = &applied.gtid {
+        notes.push(format!("gtid_slave_pos {g}"));
+    }
+    if replica {
+        if job.variant == TableVariant::Payload {
+            notes.push("replication left stopped for replication-manager".into());
+        } else {
+            match host.query("START SLAVE", &[]) {
+                Ok(_) => notes.push("replication started".into()),
+                Err(e) => {
+                    host.warn(&format!("START SLAVE failed after the restore: {e}"));
+                    notes.push(format!("START SLAVE failed: {e}"));
+                }
+            }
+        }
+    } else {
+        notes.push("no replication configured".into());
+    }
+    if applied.skipped_lines > 0 {
+        notes.push(format!(
+            "{} lines about {QUEUE_SCHEMA} skipped",
+            applied.skipped_lines
+        ));
+    }
+    let elapsed = start.elapsed();
+    let text = format!(
+        "{} from a mysqldump done: {} received from {peer} ({}), {} of SQL applied in {} s{}{}",
+        intent.as_str(),
+        human_bytes(got.compressed),
+        human_rate(got.compressed, received_in),
+        human_bytes(applied.fed),
+        elapsed.as_secs(),
+        if got.padding > 0 {
+            format!(", {} stale bytes ignored", got.padding)
+        } else {
+            String::new()
+        },
+        notes.iter().map(|n| format!("; {n}")).collect::<String>()
+    );
+    host.info(&text);
+    let mut outcome = Outcome::new(text);
+    if job.variant == TableVariant::Payload {
+        if let Some(p) = applied.payload() {
+            outcome = outcome.with_payload(p);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Create `path` mode 0600 (it holds a copy of the data).
+fn create_private(path: &Path) -> Result<File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// What phase 1 got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceivedDump {
+    /// Bytes of the gzip member (header to trailer).
+    pub compressed: u64,
+    /// Bytes of SQL it decompressed to.
+    pub sql_bytes: u64,
+    /// Stale bytes after the member, accepted as the sender's padding.
+    pub padding: u64,
+}
+
+/// Decompress one gzip member from `input` into `out`, verifying its trailer, then accept at
+/// most [`MAX_PADDING`](super::receive::MAX_PADDING) stale bytes after it. `progress` gets the SQL bytes written so far.
+pub fn decompress_verified<R: Read, W: Write + ?Sized>(
+    input: CountingReader<'_, R>,
+    out: &mut W,
+    mut progress: impl FnMut(u64),
+) -> Result<ReceivedDump, String> {
+    let mut buffered = BufReader::with_capacity(COPY_BUFFER, input);
+    let copied = {
+        let mut gz = flate2::bufread::GzDecoder::new(&mut buffered);
+        copy_with_progress(&mut gz, out, &mut progress)
+    };
+    let sql_bytes = match copied {
+        Ok(n) => n,
+        Err(CopyError::Write { after, error }) => {
+            return Err(format!(
+                "cannot write the dump into the staging directory after {}: {error}",
+                human_bytes(after)
+            ))
+        }
+        Err(CopyError::Read { after, error }) => {
+            let received = buffered.get_ref().count();
+            if received == 0 {
+                return Err("the sender closed the connection without sending anything".into());
+            }
+            let why = match error.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    "the stream ended before the end of the gzip data (cut short)".to_string()
+                }
+                io::ErrorKind::TimedOut => error.to_string(),
+                _ => format!("the gzip data is corrupt or incomplete: {error}"),
+            };
+            return Err(format!(
+                "receiving the dump failed after {} received ({} of SQL): {why}",
+                human_bytes(received),
+                human_bytes(after)
+            ));
+        }
+    };
+    let read_ahead = buffered.buffer().len() as u64;
+    let compressed = buffered.get_ref().count() - read_ahead;
+    if compressed == 0 {
+        return Err("the sender closed the connection without sending anything".to_string());
+    }
+    let padding = drain_padding(&mut buffered, 0)?;
+    Ok(ReceivedDump {
+        compressed,
+        sql_bytes,
+        padding,
+    })
+}
+
+/// Whether the node is a configured replica (`SHOW SLAVE STATUS` has a row with a
+/// `Master_Host`). An error reading it (privileges) counts as "not configured", logged.
+fn replica_configured(host: &Host<'_>) -> bool {
+    match host.query("SHOW SLAVE STATUS", &[]) {
+        Ok(rows) => rows.first().is_some_and(|row| {
+            row.get(1)
+                .and_then(|h| h.as_deref())
+                .is_some_and(|h| !h.trim().is_empty())
+        }),
+        Err(e) => {
+            host.warn(&format!(
+                "cannot read SHOW SLAVE STATUS ({e}); treating the node as having no replication"
+            ));
+            false
+        }
+    }
+}
+
+/// What phase 2 did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Bytes fed to the client (prefix and kept lines).
+    pub fed: u64,
+    /// Dump lines left out (the queue's database).
+    pub skipped_lines: u64,
+    /// The `gtid_slave_pos` the dump set, if any.
+    pub gtid: Option<String>,
+    /// The binary log file of the dump's `CHANGE MASTER TO MASTER_LOG_FILE`, if any.
+    pub binlog_file: Option<String>,
+    /// The position of the dump's `CHANGE MASTER TO ... MASTER_LOG_POS`, if any.
+    pub binlog_pos: Option<String>,
+}
+
+impl Applied {
+    /// The payload replication-manager reads in the newest layout, when a position is known.
+    pub fn payload(&self) -> Option<String> {
+        if self.gtid.is_none() && self.binlog_file.is_none() {
+            return None;
+        }
+        let mut m = serde_json::Map::new();
+        m.insert("vendor".into(), "mariadb".into());
+        if let Some(g) = &self.gtid {
+            m.insert("gtid".into(), g.clone().into());
+        }
+        if let Some(f) = &self.binlog_file {
+            m.insert("binLogFile".into(), f.clone().into());
+        }
+        if let Some(p) = &self.binlog_pos {
+            m.insert("binLogPos".into(), p.clone().into());
+        }
+        Some(serde_json::Value::Object(m).to_string())
+    }
+}
+
+/// Feed `dump` through the filter into the `mariadb` client and wait for it.
+fn apply(host: &Host<'_>, dump: &Path, total: u64) -> Result<Applied, String> {
+    let client = find_tool(
+        &["mariadb", "mysql"],
+        host.setting("mariadb_client").as_deref(),
+    )?;
+    let option_file = host.client_option_file();
+    let mut tool = ToolCommand::new(&client, Some(&option_file))
+        .args(["--batch", "--binary-mode", "--max-allowed-packet=1G"])
+        .piped_stdin()
+        .spawn(|_| {})?;
+    let stdin = tool.take_stdin().ok_or("the client has no stdin pipe")?;
+    let mut input = BufWriter::with_capacity(COPY_BUFFER, stdin);
+    let file = File::open(dump).map_err(|e| format!("cannot read {}: {e}", dump.display()))?;
+    let mut reader = BufReader::with_capacity(COPY_BUFFER, file);
+
+    let mut filter = DumpFilter::default();
+    let mut applied = Applied::default();
+    let mut line = Vec::new();
+    let mut dump_line = 0u64;
+    let mut fed_line = 1u64; // the prefix
+    let mut segments = LineMap::default();
+    let mut next_progress = 0u64;
+    let mut write_error: Option<io::Error> = None;
+    let mut read_so_far = 0u64;
+
+    if let Err(e) = input.write_all(PREFIX) {
+        write_error = Some(e);
+    }
+    applied.fed += PREFIX.len() as u64;
+    while write_error.is_none() {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read {}: {e}", dump.display()))?;
+        if n == 0 {
+            break;
+        }
+        read_so_far += n as u64;
+        dump_line += 1;
+        if !filter.keep(&line) {
+            applied.skipped_lines += 1;
+            continue;
+        }
+        fed_line += 1;
+        segments.note(fed_line, dump_line);
+        if let Err(e) = input.write_all(&line) {
+            write_error = Some(e);
+            break;
+        }
+        applied.fed += n as u64;
+        if read_so_far >= next_progress {
+            next_progress = read_so_far + (1 << 20);
+            host.progress(&format!(
+                "applying the dump: {} of {}",
+                human_bytes(read_so_far),
+                human_bytes(total)
+            ));
+            if host.cancelled() {
+                drop(input);
+                drop(tool);
+                return Err(format!(
+                    "cancelled while applying the dump after {}: the server holds a partial restore",
+                    human_bytes(read_so_far)
+                ));
+            }
+        }
+    }
+    if write_error.is_none() {
+        if let Err(e) = input.flush() {
+            write_error = Some(e);
+        }
+    }
+    drop(input); // end of input: the client finishes and exits
+    let exit = tool.wait()?;
+    if !exit.success() {
+        let error_line = exit
+            .stderr_tail
+            .iter()
+            .find(|l| l.contains("ERROR"))
+            .cloned()
+            .unwrap_or_else(|| exit.last_lines(3));
+        let at = client_error_line(&error_line)
+            .and_then(|n| segments.dump_line(n))
+            .map(|n| format!(" (line {n} of the dump)"))
+            .unwrap_or_default();
+        return Err(format!(
+            "the dump failed to apply after {} of {}{at}: {}: {error_line}; the server holds a partial restore: fix the cause and run the job again",
+            human_bytes(read_so_far),
+            human_bytes(total),
+            exit.name
+        ));
+    }
+    if let Some(e) = write_error {
+        return Err(format!(
+            "feeding the dump to {} failed after {}: {e}",
+            exit.name,
+            human_bytes(read_so_far)
+        ));
+    }
+    applied.gtid = filter.gtid;
+    applied.binlog_file = filter.binlog_file;
+    applied.binlog_pos = filter.binlog_pos;
+    Ok(applied)
+}
+
+/// `N` from the client's `ERROR 1064 (42000) at line N: ...`.
+fn client_error_line(text: &str) -> Option<u64> {
+    let rest = &text[text.find(" at line ")? + " at line ".len()..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// Maps a line number of what the client read back to the dump's line number: the filter
+/// drops lines, so the two numberings drift apart at each skipped section.
+#[derive(Default)]
+struct LineMap {
+    /// `(fed line, dump line)` at the start of each run of consecutive kept lines.
+    starts: Vec<(u64, u64)>,
+    last: Option<(u64, u64)>,
+}
+
+impl LineMap {
+    fn note(&mut self, fed: u64, dump: u64) {
+        let continues = self
+            .last
+            .is_some_and(|(f, d)| fed == f + 1 && dump == d + 1);
+        if !continues {
+            self.starts.push((fed, dump));
+        }
+        self.last = Some((fed, dump));
+    }
+
+    fn dump_line(&self, fed: u64) -> Option<u64> {
+        let (f, d) = self.starts.iter().rev().find(|(f, _)| *f <= fed)?;
+        Some(d + (fed - f))
+    }
+}
+
+/// The line filter of the replay: skips the job queue's database, and notes the position
+/// the dump sets.
+#[derive(Clone, Debug, Default)]
+pub struct DumpFilter {
+    skipping: bool,
+    /// `gtid_slave_pos` from `SET GLOBAL gtid_slave_pos='...'`.
+    pub gtid: Option<String>,
+    /// File from `CHANGE MASTER TO MASTER_LOG_FILE='...'` (also as a comment).
+    pub binlog_file: Option<String>,
+    /// Position from `MASTER_LOG_POS=...`.
+    pub binlog_pos: Option<String>,
+}
+
+/// Lines longer than this are data (`INSERT` with many rows) and never markers.
+const MARKER_MAX: usize = 4096;
+
+impl DumpFilter {
+    /// Whether to feed `line` (with its newline) to the client.
+    pub fn keep(&mut self, line: &[u8]) -> bool {
+        if line.len() > MARKER_MAX {
+            return !self.skipping;
+        }
+        let text = String::from_utf8_lossy(line);
+        let t = text.trim();
+        if let Some(db) = t.strip_prefix("-- Current Database: ") {
+            self.skipping = names_queue(db);
+            return !self.skipping;
+        }
+        if let Some(rest) = t.strip_prefix("SET GLOBAL gtid_slave_pos=") {
+            // mariadb-dump writes the position after the last database section, which may
+            // be the queue's: the statement ends any skipped section.
+            self.skipping = false;
+            let v = rest.trim_end_matches(';').trim().trim_matches('\'');
+            if is_gtid_list(v) {
+                self.gtid = Some(v.to_string());
+            }
+            return true;
+        }
+        if t.starts_with("-- The deferred gtid setting")
+            || t.starts_with("/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE")
+            || t.starts_with("-- Dump completed")
+        {
+            self.skipping = false;
+            return true;
+        }
+        if let Some(pos) = t.find("CHANGE MASTER TO MASTER_LOG_FILE='") {
+            let rest = &t[pos + "CHANGE MASTER TO MASTER_LOG_FILE='".len()..];
+            if let Some(end) = rest.find('\'') {
+                self.binlog_file = Some(rest[..end].to_string());
+            }
+            if let Some(p) = t.find("MASTER_LOG_POS=") {
+                let digits: String = t[p + "MASTER_LOG_POS=".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
+                if !digits.is_empty() {
+                    self.binlog_pos = Some(digits);
+                }
+            }
+        }
+        if self.skipping {
+            return false;
+        }
+        // Statements about the queue's database outside its section.
+        let upper = t.to_ascii_uppercase();
+        let about_db = upper.starts_with("/*!40000 DROP DATABASE")
+            || upper.starts_with("DROP DATABASE")
+            || upper.starts_with("CREATE DATABASE")
+            || upper.starts_with("USE ");
+        !(about_db && upper.contains(&QUEUE_SCHEMA.to_ascii_uppercase()))
+    }
+}
+
+/// Whether the name of a `-- Current Database: `x`` marker is the queue's database.
+fn names_queue(marker: &str) -> bool {
+    marker
+        .trim()
+        .trim_matches('`')
+        .eq_ignore_ascii_case(QUEUE_SCHEMA)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn run(bytes: &[u8]) -> Result<(ReceivedDump, Vec<u8>), String> {
+        let mut out = Vec::new();
+        let r = decompress_verified(CountingReader::new(bytes, || false), &mut out, |_| {})?;
+        Ok((r, out))
+    }
+
+    fn sample() -> Vec<u8> {
+        (0..50_000)
+            .map(|i| format!("INSERT INTO t VALUES ({i},'{}');\n", i * 7919 % 1000))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_complete_stream_is_accepted_with_padding() {
+        let sql = sample();
+        let z = gz(&sql);
+        let (r, out) = run(&z).unwrap();
+        assert_eq!(out, sql);
+        assert_eq!(r.compressed, z.len() as u64);
+        assert_eq!(r.padding, 0);
+        let mut padded = z.clone();
+        padded.extend(std::iter::repeat_n(0xAB, 16383));
+        let (r, out) = run(&padded).unwrap();
+        assert_eq!(out, sql);
+        assert_eq!((r.compressed, r.padding), (z.len() as u64, 16383));
+    }
+
+    #[test]
+    fn too_much_after_the_stream_is_refused() {
+        let mut z = gz(&sample());
+        z.extend(std::iter::repeat_n(0u8, 100_000));
+        assert!(run(&z).unwrap_err().contains("stale padding"));
+    }
+
+    #[test]
+    fn cut_or_corrupt_streams_are_refused() {
+        let z = gz(&sample());
+        for cut in [z.len() / 2, z.len() - 1, 5] {
+            let err = run(&z[..cut]).unwrap_err();
+            assert!(
+                err.contains("cut short") || err.contains("corrupt"),
+                "{cut}: {err}"
+            );
+        }
+        let mut bad = z.clone();
+        let n = bad.len();
+        bad[n - 6] ^= 0xFF; // the CRC-32 / length trailer
+        assert!(run(&bad).is_err());
+        assert!(run(b"").unwrap_err().contains("without sending anything"));
+        assert!(run(b"not gzip at all").is_err());
+    }
+
+    #[test]
+    fn the_queue_database_is_skipped() {
+        let dump = "\
+-- CHANGE MASTER TO MASTER_LOG_FILE='mariadb-bin.000001', MASTER_LOG_POS=1783;
+-- Current Database: `app`
+/*!40000 DROP DATABASE IF EXISTS `app`*/;
+USE `app`;
+INSERT INTO t VALUES (1);
+-- Current Database: `replication_manager_schema`
+/*!40000 DROP DATABASE IF EXISTS `replication_manager_schema`*/;
+CREATE DATABASE /*!32312 IF NOT EXISTS*/ `replication_manager_schema`;
+USE `replication_manager_schema`;
+DROP TABLE IF EXISTS `jobs`;
+INSERT INTO jobs VALUES (1);
+-- Current Database: `zz`
+USE `zz`;
+-- Current Database: `replication_manager_schema`
+USE `replication_manager_schema`;
+-- The deferred gtid setting for slave corresponding to the master-data CHANGE-MASTER follows
+SET GLOBAL gtid_slave_pos='0-1-8';
+/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
+DROP DATABASE `replication_manager_schema`;
+";
+        let mut f = DumpFilter::default();
+        let kept: Vec<&str> = dump
+            .split_inclusive('\n')
+            .filter(|l| f.keep(l.as_bytes()))
+            .collect();
+        let kept = kept.concat();
+        assert!(!kept.contains("replication_manager_schema"), "{kept}");
+        assert!(kept.contains("INSERT INTO t VALUES (1);"));
+        assert!(!kept.contains("INSERT INTO jobs"));
+        assert!(kept.contains("USE `zz`;"));
+        assert!(kept.contains("SET GLOBAL gtid_slave_pos='0-1-8';"));
+        assert!(kept.contains("OLD_TIME_ZONE"));
+        assert_eq!(f.gtid.as_deref(), Some("0-1-8"));
+        assert_eq!(f.binlog_file.as_deref(), Some("mariadb-bin.000001"));
+        assert_eq!(f.binlog_pos.as_deref(), Some("1783"));
+        let applied = Applied {
+            gtid: f.gtid.clone(),
+            binlog_file: f.binlog_file.clone(),
+            binlog_pos: f.binlog_pos.clone(),
+            ..Default::default()
+        };
+        let p: serde_json::Value = serde_json::from_str(&applied.payload().unwrap()).unwrap();
+        assert_eq!(p["vendor"], "mariadb");
+        assert_eq!(p["gtid"], "0-1-8");
+        assert_eq!(p["binLogFile"], "mariadb-bin.000001");
+        assert_eq!(p["binLogPos"], "1783");
+        assert_eq!(Applied::default().payload(), None);
+    }
+
+    #[test]
+    fn client_lines_map_to_dump_lines() {
+        assert_eq!(
+            client_error_line("ERROR 1064 (42000) at line 17: You have an error"),
+            Some(17)
+        );
+        let mut m = LineMap::default();
+        // prefix is fed line 1; dump lines 1-3 kept, 4-6 skipped, 7-9 kept.
+        for (fed, dump) in [(2, 1), (3, 2), (4, 3), (5, 7), (6, 8), (7, 9)] {
+            m.note(fed, dump);
+        }
+        assert_eq!(m.dump_line(3), Some(2));
+        assert_eq!(m.dump_line(6), Some(8));
+        assert_eq!(m.dump_line(1), None);
+    }
+}

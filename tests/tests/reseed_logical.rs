@@ -1,0 +1,408 @@
+//! End to end: `reseedmysqldump` / `flashbackmysqldump` against real servers over real TCP.
+//!
+//! A source server holds data (InnoDB and MyISAM tables, a view, a trigger, a procedure, an
+//! event); `mariadb-dump --gtid --master-data` of it is gzip'd here and sent, as
+//! replication-manager would, to `dbjobs run` on a target server, which must restore it
+//! without binlogging the replay and set `gtid_slave_pos` from the dump. Broken transfers
+//! (cut short, nobody connecting) must leave the target untouched, strangers must be refused,
+//! and a dump of every database must not destroy the job queue holding the running job.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use dbjobs_tests::sender::{
+    checksums, create_jobs_table, send_when_waiting, wait_job_finished, JobRow,
+};
+use dbjobs_tests::{
+    free_port, mariadb_tool, plugin_dir, plugin_file, wait_for, Dbjobs, MariaDb, ServerOptions,
+};
+
+const LOCAL: [u8; 4] = [127, 0, 0, 1];
+const STRANGER: [u8; 4] = [127, 0, 0, 2];
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A source server with one of every kind of object the restore must carry over.
+fn source() -> MariaDb {
+    let s = MariaDb::start_with(ServerOptions {
+        server_id: 1,
+        ..Default::default()
+    });
+    s.exec(
+        "SET SESSION max_recursive_iterations=100000; CREATE DATABASE app; CREATE DATABASE shop;
+         CREATE TABLE app.t1 (id INT PRIMARY KEY, v VARCHAR(64), n INT) ENGINE=InnoDB;
+         CREATE TABLE app.audit (id INT AUTO_INCREMENT PRIMARY KEY, t1_id INT) ENGINE=InnoDB;
+         CREATE TABLE shop.m (id INT PRIMARY KEY, b BLOB) ENGINE=MyISAM;
+         INSERT INTO app.t1 WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<6000)
+           SELECT i, MD5(i), i*7 FROM s;
+         INSERT INTO shop.m WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<500)
+           SELECT i, UNHEX(SHA2(i, 256)) FROM s;
+         CREATE VIEW app.v AS SELECT id, v FROM app.t1 WHERE n % 2 = 0;
+         CREATE TRIGGER app.t1_ai AFTER INSERT ON app.t1 FOR EACH ROW INSERT INTO app.audit (t1_id) VALUES (NEW.id);
+         CREATE PROCEDURE app.p() SELECT COUNT(*) FROM app.t1;
+         CREATE EVENT app.e ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM app.audit;
+         INSERT INTO app.t1 VALUES (100000, 'via trigger', 1);",
+    );
+    s
+}
+
+/// A target server (another server id, binlog on as on a real node).
+fn target() -> MariaDb {
+    MariaDb::start_with(ServerOptions {
+        server_id: 2,
+        ..Default::default()
+    })
+}
+
+/// `mariadb-dump` of `server` with the options replication-manager uses, plus `extra`,
+/// gzip'd. Returns the gzip bytes and the source's `gtid_binlog_pos` at dump time.
+fn gzip_dump(server: &MariaDb, extra: &[&str]) -> (Vec<u8>, String) {
+    let gtid = server
+        .query_value("SELECT @@gtid_binlog_pos")
+        .unwrap_or_default();
+    let out = Command::new(mariadb_tool("mariadb-dump"))
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", server.socket().display()))
+        .args([
+            "-uroot",
+            "--gtid",
+            "--master-data",
+            "--single-transaction",
+            "--routines",
+            "--events",
+            "--triggers",
+        ])
+        .args(extra)
+        .output()
+        .expect("run mariadb-dump");
+    assert!(
+        out.status.success(),
+        "mariadb-dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&out.stdout).unwrap();
+    (gz.finish().unwrap(), gtid)
+}
+
+/// The target's binary log: its GTID position and the size of each file.
+fn binlog_state(server: &MariaDb) -> (Option<String>, Vec<Vec<Option<String>>>) {
+    (
+        server.query_value("SELECT @@gtid_binlog_pos"),
+        server.query("SHOW BINARY LOGS"),
+    )
+}
+
+/// `dbjobs` for `server` with the reseed and flashback plugins, listening on loopback only
+/// and staging under `backup_dir`.
+fn dbjobs(server: &MariaDb, plugins: &Path, backup_dir: &Path) -> Dbjobs {
+    Dbjobs::new(server, plugins)
+        .set("receive_bind", "127.0.0.1")
+        .set("backup_dir", backup_dir.to_str().unwrap())
+}
+
+/// Submit `task` on `server` as replication-manager (server 127.0.0.1, port `port`).
+fn submit(d: &Dbjobs, task: &str, port: u16) -> u64 {
+    let out = d.run(&[
+        "submit",
+        task,
+        "--server",
+        "127.0.0.1",
+        "--job-port",
+        &port.to_string(),
+    ]);
+    out.assert_code(0);
+    out.stdout.trim().parse().expect("job id")
+}
+
+/// Waits for a spawned dbjobs to exit (at most [`WAIT`]) and returns its output.
+fn finish(child: Child) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(out) => out.expect("wait for dbjobs"),
+        Err(_) => {
+            // SAFETY: plain kill(2) of the process group Dbjobs::spawn created.
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+            panic!("dbjobs run still running after {WAIT:?}");
+        }
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every object of [`source`] exists on `server`, and the view shows what it shows on `src`.
+fn assert_objects(server: &MariaDb, src: &MariaDb) {
+    let count = |sql: &str| server.query_value(sql).unwrap_or_default();
+    assert_eq!(
+        count("SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='app' AND TABLE_NAME='v'"),
+        "1"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='app' AND ROUTINE_NAME='p'"),
+        "1"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='app' AND TRIGGER_NAME='t1_ai'"),
+        "1"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA='app' AND EVENT_NAME='e'"),
+        "1"
+    );
+    assert_eq!(
+        count("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA='shop' AND TABLE_NAME='m'"),
+        "MyISAM"
+    );
+    assert_eq!(
+        server.query("SELECT * FROM app.v ORDER BY id"),
+        src.query("SELECT * FROM app.v ORDER BY id")
+    );
+}
+
+/// Nothing is left in the staging area once a job ended.
+fn assert_staging_empty(backup_dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(backup_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+}
+
+#[test]
+fn a_dump_is_restored_in_the_legacy_and_state_layouts() {
+    let src = source();
+    let dst = target();
+    let plugins = plugin_dir(&[plugin_file("reseed"), plugin_file("flashback")]);
+    let backup = tempfile::tempdir().unwrap();
+    let d = dbjobs(&dst, plugins.path(), backup.path());
+
+    // 1. Legacy layout (created by the host); a stranger connects first and is refused.
+    let port = free_port();
+    let id = submit(&d, "reseedmysqldump", port);
+    let before = binlog_state(&dst);
+    let (dump, gtid) = gzip_dump(&src, &["--databases", "app", "shop"]);
+    let child = d.spawn(&["run"]);
+    let stranger = send_when_waiting(&dst, id, port, IpAddr::from(STRANGER), b"not me", WAIT);
+    assert!(
+        !matches!(&stranger, Err(e) if e.kind() == std::io::ErrorKind::TimedOut),
+        "{stranger:?}"
+    );
+    let sent = send_when_waiting(&dst, id, port, IpAddr::from(LOCAL), &dump, WAIT).unwrap();
+    assert_eq!(sent, dump.len());
+    let out = finish(child);
+    let log = stderr(&out);
+    assert!(out.status.success(), "dbjobs run failed:\n{log}");
+    assert!(log.contains("refused a connection from 127.0.0.2"), "{log}");
+
+    let row: JobRow = wait_job_finished(&dst, id, WAIT);
+    assert_eq!(row.done, 1);
+    assert!(row.end.is_some());
+    let result = row.result.clone().unwrap_or_default();
+    assert!(
+        result.starts_with("reseed from a mysqldump done"),
+        "{result}"
+    );
+    assert!(result.contains("from 127.0.0.1:"), "{result}");
+    assert!(
+        result.contains(&format!("gtid_slave_pos {gtid}")),
+        "{result}"
+    );
+    assert_eq!(checksums(&dst), checksums(&src));
+    assert!(!checksums(&dst).is_empty());
+    assert_objects(&dst, &src);
+    assert_eq!(
+        dst.query_value("SELECT @@gtid_slave_pos")
+            .unwrap_or_default(),
+        gtid
+    );
+    assert_eq!(binlog_state(&dst), before, "the replay went to the binlog");
+    assert_staging_empty(backup.path());
+
+    // 2. State layout, flashback, with the 16 KiB of stale bytes repman's sender appends, on
+    //    a node that replicates from the source: replication is stopped for the replay and
+    //    started again from the dump's position.
+    src.exec("CREATE USER repl@'127.0.0.1'; GRANT REPLICATION SLAVE ON *.* TO repl@'127.0.0.1'");
+    dst.exec(&format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
+         MASTER_USE_GTID=slave_pos; START SLAVE",
+        src.port()
+    ));
+    src.exec("INSERT INTO app.t1 VALUES (200000, 'second', 2); DELETE FROM shop.m WHERE id < 100");
+    dst.exec("SET SESSION sql_log_bin=0; DROP TABLE replication_manager_schema.jobs");
+    create_jobs_table(&dst, "state");
+    let port = free_port();
+    let id = submit(&d, "flashbackmysqldump", port);
+    let before = binlog_state(&dst);
+    let (mut dump, gtid) = gzip_dump(&src, &["--databases", "app", "shop"]);
+    dump.extend((0..16383u32).map(|i| (i * 31 % 251) as u8));
+    let child = d.spawn(&["run"]);
+    send_when_waiting(&dst, id, port, IpAddr::from(LOCAL), &dump, WAIT).unwrap();
+    let out = finish(child);
+    assert!(out.status.success(), "dbjobs run failed:\n{}", stderr(&out));
+    let row = wait_job_finished(&dst, id, WAIT);
+    assert_eq!((row.state, row.done), (Some(3), 1), "{row:?}");
+    assert!(row.end.is_some());
+    let result = row.result.unwrap_or_default();
+    assert!(
+        result.starts_with("flashback from a mysqldump done"),
+        "{result}"
+    );
+    assert!(result.contains("16383 stale bytes ignored"), "{result}");
+    assert_eq!(checksums(&dst), checksums(&src));
+    assert_objects(&dst, &src);
+    assert_eq!(
+        dst.query_value("SELECT @@gtid_slave_pos")
+            .unwrap_or_default(),
+        gtid
+    );
+    assert_eq!(binlog_state(&dst), before, "the replay went to the binlog");
+    assert_staging_empty(backup.path());
+    assert!(result.contains("replication started"), "{result}");
+    src.exec("INSERT INTO app.t1 VALUES (300000, 'replicated', 3)");
+    wait_for("the replica to apply a new row", WAIT, || {
+        dst.query_value("SELECT COUNT(*) FROM app.t1 WHERE id=300000")
+            .filter(|n| n == "1")
+    });
+}
+
+#[test]
+fn broken_transfers_leave_the_target_untouched() {
+    let src = source();
+    let dst = target();
+    dst.exec(
+        "SET SESSION sql_log_bin=0; CREATE DATABASE app; CREATE TABLE app.t1 (id INT PRIMARY KEY, v VARCHAR(64), n INT);
+         INSERT INTO app.t1 VALUES (1, 'target', 1)",
+    );
+    let plugins = plugin_dir(&[plugin_file("reseed")]);
+    let backup = tempfile::tempdir().unwrap();
+    let d = dbjobs(&dst, plugins.path(), backup.path());
+    let data_before: BTreeMap<String, String> = checksums(&dst);
+    let gtid_before = dst.query_value("SELECT @@gtid_slave_pos");
+
+    // 1. The stream is cut at 50%: the job fails, nothing was applied.
+    let port = free_port();
+    let id = submit(&d, "reseedmysqldump", port);
+    let (dump, _) = gzip_dump(&src, &["--databases", "app", "shop"]);
+    assert!(
+        dump.len() > 64 * 1024,
+        "the dump is too small to cut meaningfully"
+    );
+    let child = d.spawn(&["run"]);
+    send_when_waiting(
+        &dst,
+        id,
+        port,
+        IpAddr::from(LOCAL),
+        &dump[..dump.len() / 2],
+        WAIT,
+    )
+    .unwrap();
+    let out = finish(child);
+    assert!(!out.status.success(), "a cut stream must fail the job");
+    let row = wait_job_finished(&dst, id, WAIT);
+    assert_eq!(row.done, 1);
+    assert!(row.end.is_some());
+    let result = row.result.unwrap_or_default();
+    assert!(result.starts_with("failed:"), "{result}");
+    assert!(result.contains("cut short"), "{result}");
+    assert!(result.contains("nothing was applied"), "{result}");
+    assert_eq!(checksums(&dst), data_before);
+    assert_eq!(dst.query_value("SELECT @@gtid_slave_pos"), gtid_before);
+    assert_staging_empty(backup.path());
+
+    // 2. Nobody connects: the job fails at the deadline and the port is free again.
+    let port = free_port();
+    let id = submit(&d, "reseedmysqldump", port);
+    let out = d.clone().set("receive_accept_timeout", "3").run(&["run"]);
+    assert_ne!(out.status, 0, "{}", out.stderr);
+    let row = wait_job_finished(&dst, id, WAIT);
+    let result = row.result.unwrap_or_default();
+    assert!(result.contains("nobody connected"), "{result}");
+    assert!(row.end.is_some());
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
+    assert_eq!(checksums(&dst), data_before);
+    assert_staging_empty(backup.path());
+
+    // 3. A complete stream whose SQL fails: the client's error, at the dump's line, is the
+    //    job's result.
+    let port = free_port();
+    let id = submit(&d, "reseedmysqldump", port);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"-- a dump\nSELECT 1;\nSELEC broken;\nSELECT 2;\n")
+        .unwrap();
+    let bad = gz.finish().unwrap();
+    let child = d.spawn(&["run"]);
+    send_when_waiting(&dst, id, port, IpAddr::from(LOCAL), &bad, WAIT).unwrap();
+    let out = finish(child);
+    assert!(!out.status.success());
+    let result = wait_job_finished(&dst, id, WAIT).result.unwrap_or_default();
+    assert!(result.contains("ERROR 1064 (42000) at line 4"), "{result}");
+    assert!(result.contains("(line 3 of the dump)"), "{result}");
+    assert_eq!(checksums(&dst), data_before);
+    assert_staging_empty(backup.path());
+}
+
+#[test]
+fn a_dump_of_every_database_keeps_the_job_queue() {
+    let src = source();
+    // The source has a queue of its own, with other rows: it must not replace the target's.
+    create_jobs_table(&src, "payload");
+    src.exec(
+        "SET SESSION sql_log_bin=0; INSERT INTO replication_manager_schema.jobs (task, done, state)
+         VALUES ('mariabackup', 1, 4), ('optimize', 1, 4)",
+    );
+    let dst = target();
+    create_jobs_table(&dst, "payload");
+    let plugins = plugin_dir(&[plugin_file("reseed")]);
+    let backup = tempfile::tempdir().unwrap();
+    let d = dbjobs(&dst, plugins.path(), backup.path());
+    let port = free_port();
+    let id = submit(&d, "reseedmysqldump", port);
+    let (dump, gtid) = gzip_dump(&src, &["--all-databases", "--add-drop-database"]);
+    let child = d.spawn(&["run"]);
+    send_when_waiting(&dst, id, port, IpAddr::from(LOCAL), &dump, WAIT).unwrap();
+    let out = finish(child);
+    assert!(out.status.success(), "dbjobs run failed:\n{}", stderr(&out));
+    let row = wait_job_finished(&dst, id, WAIT);
+    assert_eq!((row.state, row.done), (Some(3), 1), "{row:?}");
+    let result = row.result.unwrap_or_default();
+    assert!(
+        result.contains("replication_manager_schema skipped"),
+        "{result}"
+    );
+    // The queue is the target's own: only the job row, no row of the source's queue.
+    assert_eq!(
+        dst.query("SELECT id, task FROM replication_manager_schema.jobs"),
+        vec![vec![Some(id.to_string()), Some("reseedmysqldump".into())]]
+    );
+    let payload: serde_json::Value =
+        serde_json::from_str(&row.payload.expect("payload written")).unwrap();
+    assert_eq!(payload["vendor"], "mariadb");
+    assert_eq!(payload["gtid"], gtid.as_str());
+    assert!(payload["binLogFile"]
+        .as_str()
+        .unwrap()
+        .starts_with("mariadb-bin."));
+    assert!(payload["binLogPos"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
+    assert_eq!(checksums(&dst), checksums(&src));
+    assert_objects(&dst, &src);
+    assert_eq!(
+        dst.query_value("SELECT @@gtid_slave_pos")
+            .unwrap_or_default(),
+        gtid
+    );
+}
