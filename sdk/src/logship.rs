@@ -27,16 +27,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::copy::{copy_with_progress, human_bytes, human_rate};
-use crate::net::connect_with_retry;
+use crate::net::connect_to_manager;
 use crate::{Host, Job, Outcome};
-
-/// Default for the setting `connect_timeout`: how long to retry connecting to
-/// replication-manager's listener, in seconds (its 2.x listener lives 120 s).
-pub const DEFAULT_CONNECT_TIMEOUT: u64 = 120;
-
-/// Default for the setting `send_timeout`: how long one write to the socket may block, in
-/// seconds, before the send is given up (the file is kept and sent again next time).
-pub const DEFAULT_SEND_TIMEOUT: u64 = 600;
 
 /// Default for the setting `close_timeout`: how long to wait, after the last byte, for
 /// replication-manager to close its side (it does once it has read everything), in seconds.
@@ -140,8 +132,6 @@ pub fn spec_for_task(task: &str) -> Option<&'static LogSpec> {
 /// lines wait.
 pub fn ship(job: &Job, host: &Host<'_>, spec: &LogSpec) -> Result<Outcome, String> {
     let server = job.require_server()?.to_owned();
-    let connect_timeout = host.setting_or("connect_timeout", DEFAULT_CONNECT_TIMEOUT)?;
-    let send_timeout = host.setting_or("send_timeout", DEFAULT_SEND_TIMEOUT)?;
     let close_timeout = host.setting_or("close_timeout", DEFAULT_CLOSE_TIMEOUT)?;
     let log = log_path(host, spec)?;
     if spec.reopen == Reopen::SqlErrlogRotate {
@@ -157,13 +147,7 @@ pub fn ship(job: &Job, host: &Host<'_>, spec: &LogSpec) -> Result<Outcome, Strin
         ));
     }
 
-    host.progress(&format!("connecting to {server}:{}", job.port));
-    let mut stream = connect_with_retry(
-        &server,
-        job.port,
-        Duration::from_secs(connect_timeout.max(1)),
-    )
-    .map_err(|e| {
+    let mut stream = connect_to_manager(job, host).map_err(|e| {
         format!(
             "{e}; the {} was not sent (nothing lost: {}); check that replication-manager listens there, or raise connect_timeout",
             spec.what,
@@ -174,9 +158,6 @@ pub fn ship(job: &Job, host: &Host<'_>, spec: &LogSpec) -> Result<Outcome, Strin
             }
         )
     })?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(send_timeout.max(1))))
-        .map_err(|e| format!("cannot set a write timeout on the connection: {e}"))?;
 
     let files = pending.rotate(host, spec)?;
     let total_size: u64 = files.iter().map(|f| file_len(f)).sum();

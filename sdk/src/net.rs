@@ -10,6 +10,36 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use crate::{Host, Job};
+
+/// Default of the `connect_timeout` setting, in seconds: how long an outbound job retries
+/// connecting to replication-manager, whose listener waits 120 s (2.1 to 2.3.4).
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 120;
+
+/// Default of the `send_timeout` setting, in seconds: how long one write to
+/// replication-manager may block before the job gives up on a listener that stopped reading.
+pub const DEFAULT_SEND_TIMEOUT_SECS: u64 = 600;
+
+/// Connect an outbound job to replication-manager's listener at the row's `server:port`,
+/// retrying until the `connect_timeout` setting, with writes bounded by `send_timeout`. Both
+/// the backup and the log-shipping plugins start this way, before they touch anything, so
+/// nothing is done for a listener that is not there.
+pub fn connect_to_manager(job: &Job, host: &Host<'_>) -> Result<TcpStream, String> {
+    let server = job.require_server()?;
+    let connect_timeout = host.setting_or("connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECS)?;
+    let send_timeout = host.setting_or("send_timeout", DEFAULT_SEND_TIMEOUT_SECS)?;
+    host.progress(&format!("connecting to {server}:{}", job.port));
+    let stream = connect_with_retry(
+        server,
+        job.port,
+        Duration::from_secs(connect_timeout.max(1)),
+    )?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(send_timeout.max(1))))
+        .map_err(|e| format!("cannot set a write timeout on the connection: {e}"))?;
+    Ok(stream)
+}
+
 /// Connect to `host:port`, retrying every second until `deadline` has passed.
 ///
 /// Each address the name resolves to is tried in turn. The error names the address and the

@@ -23,7 +23,7 @@
 //! `{"vendor":"mariadb","gtid":..,"binLogFile":..,"binLogPos":..}`.
 //!
 //! When the connection breaks (the listener closed, the network failed, a write stalled for
-//! `send_timeout` seconds, default 300) or the operator cancels the job, the tool is killed
+//! `send_timeout` seconds, default 600) or the operator cancels the job, the tool is killed
 //! with its whole process group and the job fails with the network error and the tool's last
 //! stderr lines.
 //!
@@ -33,19 +33,13 @@ use std::io::{self, Read};
 use std::net::Shutdown;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dbjobs_sdk::copy::{copy_with_progress, human_bytes, human_rate, CopyError};
-use dbjobs_sdk::net::connect_with_retry;
+use dbjobs_sdk::net::connect_to_manager;
 use dbjobs_sdk::tool::{find_tool, ToolCommand};
 use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo, TableVariant};
 
-/// Default of the `connect_timeout` setting, in seconds: replication-manager's listener
-/// accepts for 120 s (2.1 to 2.3.4; later 3600 s).
-pub const DEFAULT_CONNECT_TIMEOUT: u64 = 120;
-/// Default of the `send_timeout` setting, in seconds: how long one write to the listener may
-/// block before the backup is given up (a listener that stopped reading).
-pub const DEFAULT_SEND_TIMEOUT: u64 = 300;
 /// What the backup tools print last when the backup is complete.
 pub const COMPLETED_OK: &str = "completed OK!";
 
@@ -74,10 +68,6 @@ impl Plugin for Xtrabackup {
 
     fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
         let server = job.require_server()?;
-        let connect_timeout =
-            Duration::from_secs(host.setting_or("connect_timeout", DEFAULT_CONNECT_TIMEOUT)?);
-        let send_timeout =
-            Duration::from_secs(host.setting_or("send_timeout", DEFAULT_SEND_TIMEOUT)?);
 
         let version = host
             .query_value("SELECT @@version", &[])
@@ -101,12 +91,8 @@ impl Plugin for Xtrabackup {
             .tempdir()
             .map_err(|e| format!("cannot create a private temporary directory: {e}"))?;
 
-        host.progress(&format!("connecting to {server}:{}", job.port));
-        let mut stream = connect_with_retry(server, job.port, connect_timeout)
+        let mut stream = connect_to_manager(job, host)
             .map_err(|e| format!("{e}; is replication-manager listening for this backup?"))?;
-        stream
-            .set_write_timeout(Some(send_timeout))
-            .map_err(|e| e.to_string())?;
         host.info(&format!(
             "connected to {server}:{}; starting {}",
             job.port,
