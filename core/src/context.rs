@@ -30,6 +30,7 @@ pub struct HostEnv {
     /// Number of SIGTERM/SIGINT received: 1 = finish the running job then stop, 2 = cancel it.
     pub signals: Arc<AtomicUsize>,
     option_file: OnceLock<Result<(tempfile::TempDir, PathBuf), String>>,
+    warned: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl HostEnv {
@@ -40,7 +41,17 @@ impl HostEnv {
             connection,
             signals: Arc::new(AtomicUsize::new(0)),
             option_file: OnceLock::new(),
+            warned: Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// `true` the first time it is asked about `job_id`: a daemon warns about a row once, not
+    /// on every pass.
+    pub fn warn_once(&self, job_id: u64) -> bool {
+        self.warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job_id)
     }
 
     /// Whether a stop was requested (finish the current job, start no other).

@@ -110,11 +110,6 @@ impl Queue {
         &self.layout
     }
 
-    /// Run a read-only statement on the queue session (e.g. the pass's first look).
-    pub fn query(&mut self, sql: &str, params: &[String]) -> Result<Vec<TextRow>> {
-        self.rows(sql, params)
-    }
-
     /// Run a statement on the queue session.
     fn rows(&mut self, sql: &str, params: &[String]) -> Result<Vec<TextRow>> {
         db::query_text(&mut self.conn, sql, params)
@@ -275,6 +270,17 @@ impl Queue {
 
     /// Record how a job ended, in the variant's form (PROTOCOL.md §3), with `end=NOW()`.
     pub fn finish(&mut self, id: u64, ending: &Ending) -> Result<()> {
+        self.finish_where(id, ending, "TRUE").map(|_| ())
+    }
+
+    /// Fail a row only if no agent touched it yet (see [`Queue::unfinished`]); `false` when it
+    /// was taken meanwhile.
+    pub fn fail_if_pending(&mut self, id: u64, reason: &str) -> Result<bool> {
+        let cond = self.pending_condition();
+        Ok(self.finish_where(id, &Ending::Failure(reason.to_string()), cond)? == 1)
+    }
+
+    fn finish_where(&mut self, id: u64, ending: &Ending, condition: &str) -> Result<u64> {
         let variant = self.layout.variant;
         let (sql, params) = match (ending, variant) {
             (Ending::Success { result, .. }, TableVariant::Legacy) => (
@@ -303,10 +309,35 @@ impl Queue {
         let mut params = params;
         params.push(id.to_string());
         self.write(
-            &format!("UPDATE {SCHEMA}.jobs SET {sql} WHERE id=?"),
+            &format!("UPDATE {SCHEMA}.jobs SET {sql} WHERE id=? AND {condition}"),
             &params,
-        )?;
-        Ok(())
+        )
+    }
+
+    /// Every row no agent has finished: `(id, task, seconds since start)`. In the state
+    /// variants a failed row (state 5) waits with `done=0` for replication-manager to
+    /// acknowledge it; it is finished for dbjobs and not listed. This is the one query of an
+    /// idle pass.
+    pub fn unfinished(&mut self) -> Result<Vec<(u64, Option<String>, Option<i64>)>> {
+        let cond = match self.layout.variant {
+            TableVariant::Legacy => "done=0",
+            _ => "done=0 AND state<3",
+        };
+        Ok(self
+            .rows(
+                &format!(
+                    "SELECT id, task, TIMESTAMPDIFF(SECOND, start, NOW()) FROM {SCHEMA}.jobs WHERE {cond}"
+                ),
+                &[],
+            )?
+            .into_iter()
+            .filter_map(|r| {
+                let id = r.first()?.as_ref()?.parse().ok()?;
+                let task = r.get(1).cloned().flatten();
+                let age = r.get(2).cloned().flatten().and_then(|a| a.parse().ok());
+                Some((id, task, age))
+            })
+            .collect())
     }
 
     /// Cut `text` to the result column, keeping the end (where errors say what failed).

@@ -12,7 +12,7 @@ use dbjobs_sdk::Direction;
 use crate::context::{HostEnv, JobContext};
 use crate::error::Result;
 use crate::loader::Registry;
-use crate::queue::{Ending, Queue, SCHEMA};
+use crate::queue::{Ending, Queue};
 use crate::validate;
 
 /// How one job of a pass ended.
@@ -39,25 +39,16 @@ pub fn run_pass(
     registry: &Registry,
     env: &HostEnv,
 ) -> Result<Vec<JobReport>> {
-    let owned: Vec<String> = registry.task_names().map(str::to_string).collect();
-    if owned.is_empty() {
-        return Ok(Vec::new());
+    let unfinished = lock(queue).unfinished()?;
+    let mut busy_tasks: Vec<&str> = Vec::new();
+    for (id, task, age) in &unfinished {
+        match task.as_deref().map(str::trim) {
+            Some(t) if registry.owner(t).is_some() => busy_tasks.push(t),
+            task => reject_unowned(queue, registry, env, *id, task, *age)?,
+        }
     }
-    let busy_tasks: Vec<String> = {
-        let mut q = lock(queue);
-        let placeholders = vec!["?"; owned.len()].join(",");
-        q.query(
-            &format!(
-                "SELECT DISTINCT task FROM {SCHEMA}.jobs WHERE done=0 AND task IN ({placeholders})"
-            ),
-            &owned,
-        )?
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-        .collect()
-    };
     let mut reports = Vec::new();
-    for task in owned.iter().filter(|t| busy_tasks.contains(t)) {
+    for task in registry.task_names().filter(|t| busy_tasks.contains(t)) {
         if env.stop_requested() {
             break;
         }
@@ -66,6 +57,51 @@ pub fn run_pass(
         }
     }
     Ok(reports)
+}
+
+/// Default of the `unowned_task_grace` setting, in seconds.
+pub const DEFAULT_UNOWNED_TASK_GRACE: i64 = 600;
+
+/// A pending row whose task no loaded plugin owns. A NULL or empty task can never run and is
+/// failed at once. A named task may belong to another agent on the node (or to a plugin being
+/// installed), so it is left alone for `unowned_task_grace` seconds (default 600; 0 = never
+/// fail) with a warning, then failed with a message naming the fix, so that nobody waits for a
+/// job that no one will run.
+fn reject_unowned(
+    queue: &Mutex<Queue>,
+    registry: &Registry,
+    env: &HostEnv,
+    id: u64,
+    task: Option<&str>,
+    age: Option<i64>,
+) -> Result<()> {
+    let grace = env
+        .settings
+        .get("unowned_task_grace")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(DEFAULT_UNOWNED_TASK_GRACE);
+    let reason = match task {
+        None | Some("") => "the task is NULL or empty; nothing can run this row".to_string(),
+        Some(t) => {
+            if grace == 0 || age.is_some_and(|a| a < grace) || age.is_none() {
+                if env.warn_once(id) {
+                    log::warn!(
+                        "job {id} has task {t:?}, which no loaded plugin owns; left for another agent for {grace} s (setting unowned_task_grace)"
+                    );
+                }
+                return Ok(());
+            }
+            let owned: Vec<&str> = registry.task_names().collect();
+            format!(
+                "no dbjobs plugin on this node owns the task {t:?} (loaded: {}); install the plugin that provides it",
+                owned.join(", ")
+            )
+        }
+    };
+    if lock(queue).fail_if_pending(id, &reason)? {
+        log::error!("job {id} rejected: {reason}");
+    }
+    Ok(())
 }
 
 fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {

@@ -414,6 +414,13 @@ fn bad_rows_fail_clearly_and_never_reach_a_shell() {
         ),
     ];
     let null_task = insert(&server, None, Some("10.0.0.1"), Some(1));
+    // A task no plugin owns: left alone while it is fresh (another agent may own it), failed
+    // with the fix once it waited longer than unowned_task_grace (600 s by default).
+    let fresh_unknown = insert(&server, Some("nosuchtask"), None, Some(0));
+    let old_unknown = insert(&server, Some("nosuchtask2"), None, Some(0));
+    server.exec(&format!(
+        "SET SESSION sql_log_bin=0; UPDATE {JOBS} SET start=NOW() - INTERVAL 1 HOUR WHERE id={old_unknown}"
+    ));
     let out = dbjobs.run(&["run"]);
     out.assert_code(1);
     for (id, expected) in cases {
@@ -423,7 +430,30 @@ fn bad_rows_fail_clearly_and_never_reach_a_shell() {
         assert!(out.stderr.contains(expected), "{}", out.stderr);
     }
     assert!(!pwned.exists(), "a job field reached a shell");
-    assert_eq!(val(&row(&server, null_task), "done"), "0");
+    let r = row(&server, null_task);
+    assert_eq!(val(&r, "done"), "1");
+    assert_eq!(
+        val(&r, "result"),
+        "failed: the task is NULL or empty; nothing can run this row"
+    );
+    let r = row(&server, fresh_unknown);
+    assert_eq!(
+        (val(&r, "done"), val(&r, "result")),
+        ("0".into(), "NULL".into())
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "job {fresh_unknown} has task \"nosuchtask\", which no loaded plugin owns"
+        )),
+        "{}",
+        out.stderr
+    );
+    let r = row(&server, old_unknown);
+    assert_eq!(val(&r, "done"), "1");
+    assert!(
+        val(&r, "result").starts_with("failed: no dbjobs plugin on this node owns the task \"nosuchtask2\" (loaded: example, fail, panic)"),
+        "{r:?}"
+    );
     assert!(runs(&log).is_empty());
     // A valid row of the same task is served afterwards.
     let ok = submit(&dbjobs, &["example", "--job-port", "60000"]);
