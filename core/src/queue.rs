@@ -72,6 +72,17 @@ pub struct JobRow {
     pub port: Option<i64>,
 }
 
+/// A row no agent has finished, as the first query of a pass sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// `id`.
+    pub id: u64,
+    /// `task`, `None` when NULL.
+    pub task: Option<String>,
+    /// Seconds since `start` (`None` when `start` is NULL).
+    pub age: Option<i64>,
+}
+
 /// How a job ended, as the queue records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
@@ -318,7 +329,7 @@ impl Queue {
     /// variants a failed row (state 5) waits with `done=0` for replication-manager to
     /// acknowledge it; it is finished for dbjobs and not listed. This is the one query of an
     /// idle pass.
-    pub fn unfinished(&mut self) -> Result<Vec<(u64, Option<String>, Option<i64>)>> {
+    pub fn unfinished(&mut self) -> Result<Vec<Unfinished>> {
         let cond = match self.layout.variant {
             TableVariant::Legacy => "done=0",
             _ => "done=0 AND state<3",
@@ -335,7 +346,7 @@ impl Queue {
                 let id = r.first()?.as_ref()?.parse().ok()?;
                 let task = r.get(1).cloned().flatten();
                 let age = r.get(2).cloned().flatten().and_then(|a| a.parse().ok());
-                Some((id, task, age))
+                Some(Unfinished { id, task, age })
             })
             .collect())
     }

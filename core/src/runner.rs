@@ -41,10 +41,10 @@ pub fn run_pass(
 ) -> Result<Vec<JobReport>> {
     let unfinished = lock(queue).unfinished()?;
     let mut busy_tasks: Vec<&str> = Vec::new();
-    for (id, task, age) in &unfinished {
-        match task.as_deref().map(str::trim) {
+    for row in &unfinished {
+        match row.task.as_deref().map(str::trim) {
             Some(t) if registry.owner(t).is_some() => busy_tasks.push(t),
-            task => reject_unowned(queue, registry, env, *id, task, *age)?,
+            task => reject_unowned(queue, registry, env, row.id, task, row.age)?,
         }
     }
     let mut reports = Vec::new();

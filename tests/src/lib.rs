@@ -22,6 +22,7 @@
 mod binaries;
 mod dbjobs;
 pub mod fake_zfs;
+pub mod fixtures;
 mod net;
 pub mod physical_fixtures;
 pub mod rm_listener;

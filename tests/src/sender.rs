@@ -47,15 +47,13 @@ impl JobRow {
     pub fn succeeded(&self) -> bool {
         match self.state {
             Some(s) => s == 3 && self.done == 1,
-            None => {
-                self.done == 1
-                    && !self
-                        .result
-                        .as_deref()
-                        .unwrap_or_default()
-                        .starts_with("failed")
-            }
+            None => self.done == 1 && !self.result_text().starts_with("failed"),
         }
+    }
+
+    /// `result` as text, empty when it is NULL: what most assertions search.
+    pub fn result_text(&self) -> &str {
+        self.result.as_deref().unwrap_or_default()
     }
 }
 
@@ -98,6 +96,17 @@ fn read_row(target: &MariaDb, job_id: u64) -> Option<JobRow> {
         result,
         end,
         payload,
+    })
+}
+
+/// Reads row `id` of the jobs table on `server`, in whatever layout the table has, for a
+/// test to assert on once a job ran (or while it runs).
+///
+/// # Panics
+/// When the table or the row does not exist, or the server does not answer.
+pub fn job_row(server: &MariaDb, id: u64) -> JobRow {
+    read_row(server, id).unwrap_or_else(|| {
+        panic!("job {id}: cannot read its row of replication_manager_schema.jobs (no such table or row?)")
     })
 }
 

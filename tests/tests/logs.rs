@@ -14,6 +14,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use dbjobs_tests::fixtures::submit_job;
+use dbjobs_tests::sender::job_row;
 use dbjobs_tests::{free_port, plugin_dir, plugin_file, wait_for, Dbjobs, MariaDb, RunOutput};
 use tempfile::TempDir;
 
@@ -152,33 +154,18 @@ fn log_error_line(server: &MariaDb, marker: &str) {
 }
 
 /// Queue a job for `task` toward the listener on `port`; returns its id.
-fn submit(server: &MariaDb, dir: &Path, task: &str, port: u16) -> String {
-    let out = Dbjobs::new(server, dir).run(&[
-        "submit",
-        task,
-        "--server",
-        "127.0.0.1",
-        "--job-port",
-        &port.to_string(),
-    ]);
-    out.assert_code(0);
-    out.stdout.trim().to_string()
+fn submit(server: &MariaDb, dir: &Path, task: &str, port: u16) -> u64 {
+    submit_job(&Dbjobs::new(server, dir), task, port)
 }
 
 /// The row's `done` and `result`.
-fn row(server: &MariaDb, id: &str) -> (String, String) {
-    let r = server.query(&format!(
-        "SELECT done, result FROM replication_manager_schema.jobs WHERE id={id}"
-    ));
-    let r = &r[0];
-    (
-        r[0].clone().unwrap_or_default(),
-        r[1].clone().unwrap_or_default(),
-    )
+fn row(server: &MariaDb, id: u64) -> (String, String) {
+    let r = job_row(server, id);
+    (r.done.to_string(), r.result_text().to_string())
 }
 
 /// Run one pass and check the job succeeded.
-fn run_ok(server: &MariaDb, dbjobs: &Dbjobs, id: &str) -> RunOutput {
+fn run_ok(server: &MariaDb, dbjobs: &Dbjobs, id: u64) -> RunOutput {
     let out = dbjobs.run(&["run"]);
     out.assert_code(0);
     let (done, result) = row(server, id);
@@ -209,10 +196,10 @@ fn error_log_arrives_exactly_and_is_rotated() {
 
     let listener = Listener::start();
     let id = submit(&server, dir.path(), "errorlog", listener.port);
-    run_ok(&server, &dbjobs, &id);
+    run_ok(&server, &dbjobs, id);
     let got = listener.text();
     assert_eq!(got, before, "the bytes received are the error log");
-    let (_, result) = row(&server, &id);
+    let (_, result) = row(&server, id);
     assert!(
         result.contains(&format!("({} bytes)", before.len())),
         "{result}"
@@ -228,7 +215,7 @@ fn error_log_arrives_exactly_and_is_rotated() {
     assert!(before.contains("second_mark"));
     let listener = Listener::start();
     let id = submit(&server, dir.path(), "error", listener.port);
-    run_ok(&server, &dbjobs, &id);
+    run_ok(&server, &dbjobs, id);
     let got = listener.text();
     assert_eq!(got, before);
     assert!(!got.contains("first_mark"), "nothing is sent twice");
@@ -261,18 +248,14 @@ fn lines_written_during_a_send_arrive_in_the_next_send() {
     );
     open_gate.send(()).unwrap();
     let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "first job failed: {:?}",
-        row(&server, &id)
-    );
+    assert!(status.success(), "first job failed: {:?}", row(&server, id));
     let first = listener.text();
     assert_eq!(first, before, "the first send is the log as it was");
 
     let middle = fs::read_to_string(&log).unwrap();
     let listener = Listener::start();
     let id = submit(&server, dir.path(), "errorlog", listener.port);
-    run_ok(&server, &dbjobs, &id);
+    run_ok(&server, &dbjobs, id);
     let second = listener.text();
     assert_eq!(second, middle, "the second send is what came since");
     let all = format!("{first}{second}");
@@ -299,7 +282,7 @@ fn a_failed_send_keeps_every_line() {
     let id = submit(&server, dir.path(), "errorlog", closed);
     let out = dbjobs.run(&["run"]);
     assert_ne!(out.status, 0, "{}", out.stderr);
-    let (done, result) = row(&server, &id);
+    let (done, result) = row(&server, id);
     assert_eq!(done, "1", "{result}");
     assert!(
         result.contains(&format!("cannot connect to 127.0.0.1:{closed}")),
@@ -316,7 +299,7 @@ fn a_failed_send_keeps_every_line() {
     let out = dbjobs.run(&["run"]);
     assert_eq!(listener.bytes(), b"");
     assert_ne!(out.status, 0, "{}", out.stderr);
-    let (_, result) = row(&server, &id);
+    let (_, result) = row(&server, id);
     assert!(result.contains("nothing lost"), "{result}");
     assert_eq!(
         fs::read_to_string(sending(&log)).unwrap(),
@@ -330,14 +313,14 @@ fn a_failed_send_keeps_every_line() {
     assert!(since.contains("kept_mark_c") && !since.contains("kept_mark_b"));
     let listener = Listener::start();
     let id = submit(&server, dir.path(), "errorlog", listener.port);
-    run_ok(&server, &dbjobs, &id);
+    run_ok(&server, &dbjobs, id);
     let got = listener.text();
     assert_eq!(got, format!("{whole}{since}"));
     for m in ["kept_mark_a", "kept_mark_b", "kept_mark_c"] {
         assert_eq!(count(&got, m), 1, "{m} exactly once");
     }
     assert!(!sending(&log).exists());
-    let (_, result) = row(&server, &id);
+    let (_, result) = row(&server, id);
     assert!(result.contains("earlier failed send"), "{result}");
 }
 
@@ -352,9 +335,9 @@ fn slow_query_log_is_shipped_and_rotated() {
     assert!(!log.exists());
     let listener = Listener::start();
     let id = submit(&server, dir.path(), "slowquery", listener.port);
-    run_ok(&server, &dbjobs, &id);
+    run_ok(&server, &dbjobs, id);
     assert_eq!(listener.bytes(), b"", "an empty log sends 0 bytes");
-    let (_, result) = row(&server, &id);
+    let (_, result) = row(&server, id);
     assert!(result.starts_with("sent 0 B (0 bytes)"), "{result}");
 
     server.exec("SET GLOBAL slow_query_log=1, long_query_time=0");
@@ -372,7 +355,7 @@ fn slow_query_log_is_shipped_and_rotated() {
     );
     let listener = Listener::start();
     let id = submit(&server, dir.path(), "slowquery", listener.port);
-    run_ok(&server, &dbjobs, &id);
+    run_ok(&server, &dbjobs, id);
     let got = listener.text();
     // dbjobs' own queries are slow queries too (long_query_time=0) and may follow.
     assert!(got.starts_with(&before), "received:\n{got}");
@@ -395,7 +378,7 @@ fn slow_query_log_is_shipped_and_rotated() {
     );
     let listener = Listener::start();
     let id = submit(&server, dir.path(), "slowquery", listener.port);
-    run_ok(&server, &dbjobs, &id);
+    run_ok(&server, &dbjobs, id);
     let got = listener.text();
     assert!(got.contains("slow_mark_3"));
     assert!(!got.contains("slow_mark_1"), "nothing sent twice");
@@ -411,7 +394,7 @@ fn audit_and_sql_error_logs_are_shipped() {
     let id = submit(&server, dir.path(), "sqlerrorlog", free_port());
     let out = dbjobs.run(&["run"]);
     assert_ne!(out.status, 0);
-    let (_, result) = row(&server, &id);
+    let (_, result) = row(&server, id);
     assert!(result.contains("sql_error_log_filename"), "{result}");
     assert!(result.contains("INSTALL SONAME 'sql_errlog'"), "{result}");
 
@@ -427,7 +410,7 @@ fn audit_and_sql_error_logs_are_shipped() {
     let audit = server.datadir().join("server_audit.log");
     let listener = Listener::start();
     let id = submit(&server, dir.path(), "auditlog", listener.port);
-    run_ok(&server, &dbjobs, &id);
+    run_ok(&server, &dbjobs, id);
     let got = listener.text();
     assert_eq!(count(&got, "audit_mark"), 1, "{got}");
     assert!(!sending(&audit).exists());
@@ -439,7 +422,7 @@ fn audit_and_sql_error_logs_are_shipped() {
     assert!(before.contains("no_such_column_mark"));
     let listener = Listener::start();
     let id = submit(&server, dir.path(), "sqlerrorlog", listener.port);
-    run_ok(&server, &dbjobs, &id);
+    run_ok(&server, &dbjobs, id);
     assert_eq!(listener.text(), before);
     assert!(!sending(&sqlerr).exists());
     // The plugin writes into a new file.

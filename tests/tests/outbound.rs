@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use dbjobs_tests::fake_zfs::{install_script, sh_quote, FakeZfs};
 use dbjobs_tests::rm_listener::{ListenMode, RmListener};
+use dbjobs_tests::sender::{create_jobs_table, job_row, JobRow};
 use dbjobs_tests::{mariadb_tool, plugin_dir, plugin_file, Dbjobs, MariaDb};
 
 // ---------------------------------------------------------------------------------------
@@ -34,40 +35,6 @@ fn submit(dbjobs: &Dbjobs, task: &str, server: Option<&str>, port: u16) -> u64 {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("submit printed no id: {:?}", out.stdout))
-}
-
-/// The columns of a job row every layout has, plus `state`/`payload` when present.
-#[derive(Debug)]
-struct Row {
-    done: String,
-    result: String,
-    ended: bool,
-    state: Option<String>,
-    payload: Option<String>,
-}
-
-fn row(s: &MariaDb, id: u64) -> Row {
-    let has = |col: &str| {
-        s.query_value(&format!(
-            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='replication_manager_schema' \
-             AND TABLE_NAME='jobs' AND COLUMN_NAME='{col}'"
-        ))
-        .as_deref()
-            == Some("1")
-    };
-    let state = if has("state") { "state" } else { "NULL" };
-    let payload = if has("payload") { "payload" } else { "NULL" };
-    let r = s.query(&format!(
-        "SELECT done, result, end IS NOT NULL, {state}, {payload} FROM replication_manager_schema.jobs WHERE id={id}"
-    ));
-    let r = r.into_iter().next().expect("the job row exists");
-    Row {
-        done: r[0].clone().unwrap_or_default(),
-        result: r[1].clone().unwrap_or_default(),
-        ended: r[2].as_deref() == Some("1"),
-        state: r[3].clone(),
-        payload: r[4].clone(),
-    }
 }
 
 /// `(pid, ppid, argv joined by spaces)` of every process.
@@ -164,25 +131,12 @@ fn seed(s: &MariaDb) {
     );
 }
 
-/// Create the newest job table layout (state and payload columns), as replication-manager
-/// 3.x does (PROTOCOL.md §1).
-fn create_payload_table(s: &MariaDb) {
-    s.exec(
-        "CREATE DATABASE IF NOT EXISTS replication_manager_schema; \
-         CREATE TABLE replication_manager_schema.jobs(\
-           id INT NOT NULL auto_increment PRIMARY KEY, task VARCHAR(20), port INT, server VARCHAR(255), \
-           done TINYINT not null default 0, state tinyint not null default 0, \
-           result MEDIUMTEXT, payload MEDIUMTEXT, start DATETIME, end DATETIME, \
-           KEY idx1(task,done), KEY idx2(result(1),task), KEY idx3(task,state), UNIQUE(task)) engine=innodb",
-    );
-}
-
 /// Run a backup job to a full listener and check everything a user would.
 fn backup_round_trip(task: &str, payload_variant: bool) {
     let s = MariaDb::start();
     seed(&s);
     if payload_variant {
-        create_payload_table(&s);
+        create_jobs_table(&s, "payload");
     }
     let work = tempfile::tempdir().unwrap();
     let received = work.path().join("backup.xbstream");
@@ -192,10 +146,13 @@ fn backup_round_trip(task: &str, payload_variant: bool) {
     let id = submit(&dbjobs, task, Some("127.0.0.1"), listener.port());
     dbjobs.run(&["run"]).assert_code(0);
     let got = listener.finish().expect("the listener received the stream");
-    let r = row(&s, id);
-    assert_eq!(r.done, "1", "{r:?}");
-    assert!(r.ended, "{r:?}");
-    assert!(r.result.starts_with("backup sent to 127.0.0.1:"), "{r:?}");
+    let r = job_row(&s, id);
+    assert_eq!(r.done, 1, "{r:?}");
+    assert!(r.end.is_some(), "{r:?}");
+    assert!(
+        r.result_text().starts_with("backup sent to 127.0.0.1:"),
+        "{r:?}"
+    );
     assert_eq!(
         fs::metadata(&received).unwrap().len(),
         got.bytes,
@@ -215,7 +172,7 @@ fn backup_round_trip(task: &str, payload_variant: bool) {
         fields[0], fields[1], fields[2]
     );
     assert!(
-        r.result.contains(&expected),
+        r.result_text().contains(&expected),
         "result {:?} lacks {expected:?}",
         r.result
     );
@@ -226,23 +183,17 @@ fn backup_round_trip(task: &str, payload_variant: bool) {
     );
 
     if payload_variant {
-        assert_eq!(r.state.as_deref(), Some("3"), "{r:?}");
-        // The test crate has no JSON parser: the payload is compact JSON of four strings.
-        let payload = r.payload.clone().expect("a payload");
-        assert!(
-            payload.starts_with('{') && payload.ends_with('}'),
-            "{payload}"
-        );
-        let mut members: Vec<&str> = payload[1..payload.len() - 1].split(',').collect();
-        members.sort_unstable();
-        let mut expected = vec![
-            format!("\"binLogFile\":\"{}\"", fields[0]),
-            format!("\"binLogPos\":\"{}\"", fields[1]),
-            format!("\"gtid\":\"{}\"", fields[2]),
-            "\"vendor\":\"mariadb\"".to_string(),
-        ];
-        expected.sort_unstable();
-        assert_eq!(members, expected, "payload {payload}");
+        assert_eq!(r.state, Some(3), "{r:?}");
+        let payload = r.payload.as_deref().expect("a payload");
+        let json: serde_json::Value = serde_json::from_str(payload)
+            .unwrap_or_else(|e| panic!("payload {payload} is not JSON: {e}"));
+        let expected = serde_json::json!({
+            "binLogFile": fields[0],
+            "binLogPos": fields[1],
+            "gtid": fields[2],
+            "vendor": "mariadb",
+        });
+        assert_eq!(json, expected, "payload {payload}");
     } else {
         assert_eq!(r.state, None);
         assert_eq!(r.payload, None);
@@ -272,16 +223,16 @@ fn backup_without_a_listener_fails_after_the_connect_timeout() {
     let id = submit(&dbjobs, "mariabackup", Some("127.0.0.1"), port);
     let out = dbjobs.run(&["run"]);
     out.assert_code(1);
-    let r = row(&s, id);
-    assert_eq!(r.done, "1", "{r:?}");
-    assert!(r.ended);
+    let r = job_row(&s, id);
+    assert_eq!(r.done, 1, "{r:?}");
+    assert!(r.end.is_some());
     assert!(
-        r.result
+        r.result_text()
             .contains(&format!("cannot connect to 127.0.0.1:{port} within 3 s")),
         "{r:?}"
     );
     assert!(
-        r.result.contains("listening"),
+        r.result_text().contains("listening"),
         "the result says what to check: {r:?}"
     );
     assert!(
@@ -320,11 +271,11 @@ fn backup_to_a_listener_that_closes_stops_the_tool() {
     let got = listener.finish().expect("the listener accepted");
     assert!(got.bytes <= 1 << 20);
 
-    let r = row(&s, id);
-    assert_eq!(r.done, "1", "{r:?}");
+    let r = job_row(&s, id);
+    assert_eq!(r.done, 1, "{r:?}");
     assert!(
-        r.result.contains("sending the backup to 127.0.0.1:")
-            && r.result.contains("the backup tool was stopped"),
+        r.result_text().contains("sending the backup to 127.0.0.1:")
+            && r.result_text().contains("the backup tool was stopped"),
         "{r:?}"
     );
     // Nothing left behind: neither the tools seen while it ran nor any other backup of this
@@ -383,11 +334,12 @@ fn backup_tool_failure_puts_its_last_lines_in_the_result() {
     let dbjobs = Dbjobs::new(&s, plugins.path()).defaults_file(&defaults);
     dbjobs.run(&["run"]).assert_code(1);
     listener.finish().expect("the job connected and closed");
-    let r = row(&s, id);
-    assert_eq!(r.done, "1", "{r:?}");
+    let r = job_row(&s, id);
+    assert_eq!(r.done, 1, "{r:?}");
     assert!(
-        r.result.contains("mariadb-backup exited with status 1")
-            && r.result.contains("missing required privilege"),
+        r.result_text()
+            .contains("mariadb-backup exited with status 1")
+            && r.result_text().contains("missing required privilege"),
         "{r:?}"
     );
     assert_eq!(backup_processes(s.datadir()), vec![]);
@@ -435,12 +387,11 @@ fn no_password_on_any_command_line_and_progress_reaches_the_row() {
         {
             scans_during_backup += 1;
         }
-        let r = row(&s, id);
-        if r.done == "0"
-            && r.result.contains(" sent to 127.0.0.1:")
-            && !progress_seen.contains(&r.result)
+        let r = job_row(&s, id);
+        let result = r.result.unwrap_or_default();
+        if r.done == 0 && result.contains(" sent to 127.0.0.1:") && !progress_seen.contains(&result)
         {
-            progress_seen.push(r.result);
+            progress_seen.push(result);
         }
         if let Some(st) = child.try_wait().unwrap() {
             break st;
@@ -455,9 +406,9 @@ fn no_password_on_any_command_line_and_progress_reaches_the_row() {
         "the scan never saw mariadb-backup running"
     );
     let got = listener.finish().unwrap();
-    let r = row(&s, id);
-    assert_eq!(r.done, "1", "{r:?}");
-    assert!(r.result.starts_with("backup sent to"), "{r:?}");
+    let r = job_row(&s, id);
+    assert_eq!(r.done, 1, "{r:?}");
+    assert!(r.result_text().starts_with("backup sent to"), "{r:?}");
     assert_eq!(fs::metadata(&received).unwrap().len(), got.bytes);
     // Progress (bytes sent so far) reached the row while the backup ran.
     assert!(
@@ -499,14 +450,15 @@ fn optimize_every_user_table_without_binlogging() {
 
     let out = dbjobs.run(&["run"]);
     out.assert_code(0);
-    let r = row(&s, id);
-    assert_eq!(r.done, "1", "{r:?}");
+    let r = job_row(&s, id);
+    assert_eq!(r.done, 1, "{r:?}");
     assert!(
-        r.result.starts_with("optimized 3 of 4 tables in 2 schemas"),
+        r.result_text()
+            .starts_with("optimized 3 of 4 tables in 2 schemas"),
         "{r:?}"
     );
     assert!(
-        r.result
+        r.result_text()
             .contains("1 not supported by their engine: app2.csvt"),
         "{r:?}"
     );
@@ -557,13 +509,13 @@ fn optimize_reports_tables_that_fail() {
     let dbjobs = Dbjobs::new(&s, plugins.path());
     let id = submit(&dbjobs, "optimize", None, 0);
     dbjobs.run(&["run"]).assert_code(1);
-    let r = row(&s, id);
+    let r = job_row(&s, id);
     assert!(
-        r.result
+        r.result_text()
             .contains("1 of 2 tables failed: app.hist: Not allowed for system-versioned"),
         "{r:?}"
     );
-    assert!(r.result.contains("optimized 1 of 2 tables"), "{r:?}");
+    assert!(r.result_text().contains("optimized 1 of 2 tables"), "{r:?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -688,10 +640,10 @@ fn restart_task_restarts_the_server_through_the_configured_command() {
         s.query_value("SELECT COUNT(*) FROM keep.t").as_deref(),
         Some("1")
     );
-    let r = row(&s, id);
-    assert_eq!(r.done, "1", "{r:?}\n{}", out.stderr);
+    let r = job_row(&s, id);
+    assert_eq!(r.done, 1, "{r:?}\n{}", out.stderr);
     assert!(
-        r.result.starts_with(&format!(
+        r.result_text().starts_with(&format!(
             "service restarted with `{}`; the server answered after",
             scripts.restart.display()
         )),
@@ -715,7 +667,12 @@ const ZFS_LIST: &str = "tank/zpdb_pod01@daily-9\t1700000900\n\
 
 const LIST_CALL: &str = "zfs list -H -p -t snapshot -o name,creation";
 
-fn zfssnapback(fail_rollback: bool) -> (MariaDb, Vec<String>, Row, i32) {
+/// Runs a `zfssnapback` job against [`ZFS_LIST`] (the rollback failing when
+/// `fail_rollback`), checks what both outcomes share: dbjobs exits with `status`, the calls
+/// are the listing, stop, the rollback to the newest daily snapshot by creation and start
+/// (also after a failed rollback), the server answers again and the row is done; returns
+/// the row.
+fn zfssnapback(fail_rollback: bool, status: i32) -> JobRow {
     let s = MariaDb::start();
     let work = tempfile::tempdir().unwrap();
     let record = work.path().join("calls.txt");
@@ -740,15 +697,9 @@ fn zfssnapback(fail_rollback: bool) -> (MariaDb, Vec<String>, Row, i32) {
     );
     // The server is back and answers.
     assert_eq!(s.query_value("SELECT 1").as_deref(), Some("1"));
-    let r = row(&s, id);
+    let r = job_row(&s, id);
     drop(scripts);
-    (s, calls, r, out.status)
-}
-
-#[test]
-fn zfssnapback_rolls_back_to_the_newest_daily_snapshot_by_creation() {
-    let (_s, calls, r, status) = zfssnapback(false);
-    assert_eq!(status, 0, "{r:?}");
+    assert_eq!(out.status, status, "{r:?}");
     assert_eq!(
         calls,
         vec![
@@ -758,9 +709,15 @@ fn zfssnapback_rolls_back_to_the_newest_daily_snapshot_by_creation() {
             "start"
         ]
     );
-    assert_eq!(r.done, "1");
+    assert_eq!(r.done, 1);
+    r
+}
+
+#[test]
+fn zfssnapback_rolls_back_to_the_newest_daily_snapshot_by_creation() {
+    let r = zfssnapback(false, 0);
     assert!(
-        r.result.starts_with(
+        r.result_text().starts_with(
             "rolled back to snapshot tank/zpdb_pod01@daily-10 (created 2023-11-14 22:30:00 UTC)"
         ),
         "{r:?}"
@@ -769,23 +726,12 @@ fn zfssnapback_rolls_back_to_the_newest_daily_snapshot_by_creation() {
 
 #[test]
 fn zfssnapback_failed_rollback_starts_the_service_again_and_fails() {
-    let (_s, calls, r, status) = zfssnapback(true);
-    assert_eq!(status, 1, "{r:?}");
-    assert_eq!(
-        calls,
-        vec![
-            LIST_CALL,
-            "stop",
-            "zfs rollback -r tank/zpdb_pod01@daily-10",
-            "start"
-        ]
-    );
-    assert_eq!(r.done, "1");
+    let r = zfssnapback(true, 1);
+    let result = r.result_text();
     assert!(
-        r.result
-            .contains("zfs rollback -r tank/zpdb_pod01@daily-10 failed")
-            && r.result.contains("fake failure")
-            && r.result.contains("the service was started again"),
+        result.contains("zfs rollback -r tank/zpdb_pod01@daily-10 failed")
+            && result.contains("fake failure")
+            && result.contains("the service was started again"),
         "{r:?}"
     );
 }
@@ -806,10 +752,10 @@ fn a_failing_service_command_fails_the_job_with_its_output() {
     );
     let id = submit(&dbjobs, "start", None, 0);
     dbjobs.run(&["run"]).assert_code(1);
-    let r = row(&s, id);
-    assert_eq!(r.done, "1", "{r:?}");
+    let r = job_row(&s, id);
+    assert_eq!(r.done, 1, "{r:?}");
     assert!(
-        r.result.contains(&format!(
+        r.result_text().contains(&format!(
             "`{} now` failed: broken-start exited with status 5: Job for mariadb.service failed",
             script.display()
         )),

@@ -10,17 +10,17 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::Path;
-use std::process::{Child, Command, Output};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
+use dbjobs_tests::fixtures::{
+    assert_staging_empty, binlog_state, finish, inbound_dbjobs, node, run_inbound, stderr,
+    submit_job,
+};
 use dbjobs_tests::sender::{
     checksums, create_jobs_table, send_when_waiting, wait_job_finished, JobRow,
 };
-use dbjobs_tests::{
-    free_port, mariadb_tool, plugin_dir, plugin_file, wait_for, Dbjobs, MariaDb, ServerOptions,
-};
+use dbjobs_tests::{free_port, mariadb_tool, plugin_dir, plugin_file, wait_for, MariaDb};
 
 const LOCAL: [u8; 4] = [127, 0, 0, 1];
 const STRANGER: [u8; 4] = [127, 0, 0, 2];
@@ -28,10 +28,7 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// A source server with one of every kind of object the restore must carry over.
 fn source() -> MariaDb {
-    let s = MariaDb::start_with(ServerOptions {
-        server_id: 1,
-        ..Default::default()
-    });
+    let s = node(1);
     s.exec(
         "SET SESSION max_recursive_iterations=100000; CREATE DATABASE app; CREATE DATABASE shop;
          CREATE TABLE app.t1 (id INT PRIMARY KEY, v VARCHAR(64), n INT) ENGINE=InnoDB;
@@ -52,10 +49,7 @@ fn source() -> MariaDb {
 
 /// A target server (another server id, binlog on as on a real node).
 fn target() -> MariaDb {
-    MariaDb::start_with(ServerOptions {
-        server_id: 2,
-        ..Default::default()
-    })
+    node(2)
 }
 
 /// `mariadb-dump` of `server` with the options replication-manager uses, plus `extra`,
@@ -89,57 +83,6 @@ fn gzip_dump(server: &MariaDb, extra: &[&str]) -> (Vec<u8>, String) {
     (gz.finish().unwrap(), gtid)
 }
 
-/// The target's binary log: its GTID position and the size of each file.
-fn binlog_state(server: &MariaDb) -> (Option<String>, Vec<Vec<Option<String>>>) {
-    (
-        server.query_value("SELECT @@gtid_binlog_pos"),
-        server.query("SHOW BINARY LOGS"),
-    )
-}
-
-/// `dbjobs` for `server` with the reseed and flashback plugins, listening on loopback only
-/// and staging under `backup_dir`.
-fn dbjobs(server: &MariaDb, plugins: &Path, backup_dir: &Path) -> Dbjobs {
-    Dbjobs::new(server, plugins)
-        .set("receive_bind", "127.0.0.1")
-        .set("backup_dir", backup_dir.to_str().unwrap())
-}
-
-/// Submit `task` on `server` as replication-manager (server 127.0.0.1, port `port`).
-fn submit(d: &Dbjobs, task: &str, port: u16) -> u64 {
-    let out = d.run(&[
-        "submit",
-        task,
-        "--server",
-        "127.0.0.1",
-        "--job-port",
-        &port.to_string(),
-    ]);
-    out.assert_code(0);
-    out.stdout.trim().parse().expect("job id")
-}
-
-/// Waits for a spawned dbjobs to exit (at most [`WAIT`]) and returns its output.
-fn finish(child: Child) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(out) => out.expect("wait for dbjobs"),
-        Err(_) => {
-            // SAFETY: plain kill(2) of the process group Dbjobs::spawn created.
-            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
-            panic!("dbjobs run still running after {WAIT:?}");
-        }
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Every object of [`source`] exists on `server`, and the view shows what it shows on `src`.
 fn assert_objects(server: &MariaDb, src: &MariaDb) {
     let count = |sql: &str| server.query_value(sql).unwrap_or_default();
@@ -169,13 +112,16 @@ fn assert_objects(server: &MariaDb, src: &MariaDb) {
     );
 }
 
-/// Nothing is left in the staging area once a job ended.
-fn assert_staging_empty(backup_dir: &Path) {
-    let left: Vec<_> = std::fs::read_dir(backup_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(left.is_empty(), "staging left behind: {left:?}");
+/// `dst` holds the source's data and objects, and its replication position is the dump's
+/// `gtid`.
+fn assert_restored(dst: &MariaDb, src: &MariaDb, gtid: &str) {
+    assert_eq!(checksums(dst), checksums(src));
+    assert_objects(dst, src);
+    assert_eq!(
+        dst.query_value("SELECT @@gtid_slave_pos")
+            .unwrap_or_default(),
+        gtid
+    );
 }
 
 #[test]
@@ -184,11 +130,11 @@ fn a_dump_is_restored_in_the_legacy_and_state_layouts() {
     let dst = target();
     let plugins = plugin_dir(&[plugin_file("reseed"), plugin_file("flashback")]);
     let backup = tempfile::tempdir().unwrap();
-    let d = dbjobs(&dst, plugins.path(), backup.path());
+    let d = inbound_dbjobs(&dst, plugins.path(), backup.path());
 
     // 1. Legacy layout (created by the host); a stranger connects first and is refused.
     let port = free_port();
-    let id = submit(&d, "reseedmysqldump", port);
+    let id = submit_job(&d, "reseedmysqldump", port);
     let before = binlog_state(&dst);
     let (dump, gtid) = gzip_dump(&src, &["--databases", "app", "shop"]);
     let child = d.spawn(&["run"]);
@@ -199,7 +145,7 @@ fn a_dump_is_restored_in_the_legacy_and_state_layouts() {
     );
     let sent = send_when_waiting(&dst, id, port, IpAddr::from(LOCAL), &dump, WAIT).unwrap();
     assert_eq!(sent, dump.len());
-    let out = finish(child);
+    let out = finish(child, WAIT);
     let log = stderr(&out);
     assert!(out.status.success(), "dbjobs run failed:\n{log}");
     assert!(log.contains("refused a connection from 127.0.0.2"), "{log}");
@@ -217,14 +163,8 @@ fn a_dump_is_restored_in_the_legacy_and_state_layouts() {
         result.contains(&format!("gtid_slave_pos {gtid}")),
         "{result}"
     );
-    assert_eq!(checksums(&dst), checksums(&src));
     assert!(!checksums(&dst).is_empty());
-    assert_objects(&dst, &src);
-    assert_eq!(
-        dst.query_value("SELECT @@gtid_slave_pos")
-            .unwrap_or_default(),
-        gtid
-    );
+    assert_restored(&dst, &src, &gtid);
     assert_eq!(binlog_state(&dst), before, "the replay went to the binlog");
     assert_staging_empty(backup.path());
 
@@ -240,16 +180,11 @@ fn a_dump_is_restored_in_the_legacy_and_state_layouts() {
     src.exec("INSERT INTO app.t1 VALUES (200000, 'second', 2); DELETE FROM shop.m WHERE id < 100");
     dst.exec("SET SESSION sql_log_bin=0; DROP TABLE replication_manager_schema.jobs");
     create_jobs_table(&dst, "state");
-    let port = free_port();
-    let id = submit(&d, "flashbackmysqldump", port);
     let before = binlog_state(&dst);
     let (mut dump, gtid) = gzip_dump(&src, &["--databases", "app", "shop"]);
     dump.extend((0..16383u32).map(|i| (i * 31 % 251) as u8));
-    let child = d.spawn(&["run"]);
-    send_when_waiting(&dst, id, port, IpAddr::from(LOCAL), &dump, WAIT).unwrap();
-    let out = finish(child);
+    let (row, out) = run_inbound(&d, &dst, "flashbackmysqldump", &dump, WAIT);
     assert!(out.status.success(), "dbjobs run failed:\n{}", stderr(&out));
-    let row = wait_job_finished(&dst, id, WAIT);
     assert_eq!((row.state, row.done), (Some(3), 1), "{row:?}");
     assert!(row.end.is_some());
     let result = row.result.unwrap_or_default();
@@ -258,13 +193,7 @@ fn a_dump_is_restored_in_the_legacy_and_state_layouts() {
         "{result}"
     );
     assert!(result.contains("16383 stale bytes ignored"), "{result}");
-    assert_eq!(checksums(&dst), checksums(&src));
-    assert_objects(&dst, &src);
-    assert_eq!(
-        dst.query_value("SELECT @@gtid_slave_pos")
-            .unwrap_or_default(),
-        gtid
-    );
+    assert_restored(&dst, &src, &gtid);
     assert_eq!(binlog_state(&dst), before, "the replay went to the binlog");
     assert_staging_empty(backup.path());
     assert!(result.contains("replication started"), "{result}");
@@ -285,31 +214,19 @@ fn broken_transfers_leave_the_target_untouched() {
     );
     let plugins = plugin_dir(&[plugin_file("reseed")]);
     let backup = tempfile::tempdir().unwrap();
-    let d = dbjobs(&dst, plugins.path(), backup.path());
+    let d = inbound_dbjobs(&dst, plugins.path(), backup.path());
     let data_before: BTreeMap<String, String> = checksums(&dst);
     let gtid_before = dst.query_value("SELECT @@gtid_slave_pos");
 
     // 1. The stream is cut at 50%: the job fails, nothing was applied.
-    let port = free_port();
-    let id = submit(&d, "reseedmysqldump", port);
     let (dump, _) = gzip_dump(&src, &["--databases", "app", "shop"]);
     assert!(
         dump.len() > 64 * 1024,
         "the dump is too small to cut meaningfully"
     );
-    let child = d.spawn(&["run"]);
-    send_when_waiting(
-        &dst,
-        id,
-        port,
-        IpAddr::from(LOCAL),
-        &dump[..dump.len() / 2],
-        WAIT,
-    )
-    .unwrap();
-    let out = finish(child);
+    let cut = &dump[..dump.len() / 2];
+    let (row, out) = run_inbound(&d, &dst, "reseedmysqldump", cut, WAIT);
     assert!(!out.status.success(), "a cut stream must fail the job");
-    let row = wait_job_finished(&dst, id, WAIT);
     assert_eq!(row.done, 1);
     assert!(row.end.is_some());
     let result = row.result.unwrap_or_default();
@@ -322,7 +239,7 @@ fn broken_transfers_leave_the_target_untouched() {
 
     // 2. Nobody connects: the job fails at the deadline and the port is free again.
     let port = free_port();
-    let id = submit(&d, "reseedmysqldump", port);
+    let id = submit_job(&d, "reseedmysqldump", port);
     let out = d.clone().set("receive_accept_timeout", "3").run(&["run"]);
     assert_ne!(out.status, 0, "{}", out.stderr);
     let row = wait_job_finished(&dst, id, WAIT);
@@ -335,17 +252,13 @@ fn broken_transfers_leave_the_target_untouched() {
 
     // 3. A complete stream whose SQL fails: the client's error, at the dump's line, is the
     //    job's result.
-    let port = free_port();
-    let id = submit(&d, "reseedmysqldump", port);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(b"-- a dump\nSELECT 1;\nSELEC broken;\nSELECT 2;\n")
         .unwrap();
     let bad = gz.finish().unwrap();
-    let child = d.spawn(&["run"]);
-    send_when_waiting(&dst, id, port, IpAddr::from(LOCAL), &bad, WAIT).unwrap();
-    let out = finish(child);
+    let (row, out) = run_inbound(&d, &dst, "reseedmysqldump", &bad, WAIT);
     assert!(!out.status.success());
-    let result = wait_job_finished(&dst, id, WAIT).result.unwrap_or_default();
+    let result = row.result.unwrap_or_default();
     assert!(result.contains("ERROR 1064 (42000) at line 4"), "{result}");
     assert!(result.contains("(line 3 of the dump)"), "{result}");
     assert_eq!(checksums(&dst), data_before);
@@ -365,15 +278,10 @@ fn a_dump_of_every_database_keeps_the_job_queue() {
     create_jobs_table(&dst, "payload");
     let plugins = plugin_dir(&[plugin_file("reseed")]);
     let backup = tempfile::tempdir().unwrap();
-    let d = dbjobs(&dst, plugins.path(), backup.path());
-    let port = free_port();
-    let id = submit(&d, "reseedmysqldump", port);
+    let d = inbound_dbjobs(&dst, plugins.path(), backup.path());
     let (dump, gtid) = gzip_dump(&src, &["--all-databases", "--add-drop-database"]);
-    let child = d.spawn(&["run"]);
-    send_when_waiting(&dst, id, port, IpAddr::from(LOCAL), &dump, WAIT).unwrap();
-    let out = finish(child);
+    let (row, out) = run_inbound(&d, &dst, "reseedmysqldump", &dump, WAIT);
     assert!(out.status.success(), "dbjobs run failed:\n{}", stderr(&out));
-    let row = wait_job_finished(&dst, id, WAIT);
     assert_eq!((row.state, row.done), (Some(3), 1), "{row:?}");
     let result = row.result.unwrap_or_default();
     assert!(
@@ -383,7 +291,10 @@ fn a_dump_of_every_database_keeps_the_job_queue() {
     // The queue is the target's own: only the job row, no row of the source's queue.
     assert_eq!(
         dst.query("SELECT id, task FROM replication_manager_schema.jobs"),
-        vec![vec![Some(id.to_string()), Some("reseedmysqldump".into())]]
+        vec![vec![
+            Some(row.id.to_string()),
+            Some("reseedmysqldump".into())
+        ]]
     );
     let payload: serde_json::Value =
         serde_json::from_str(&row.payload.expect("payload written")).unwrap();
@@ -398,11 +309,5 @@ fn a_dump_of_every_database_keeps_the_job_queue() {
         .unwrap()
         .parse::<u64>()
         .is_ok());
-    assert_eq!(checksums(&dst), checksums(&src));
-    assert_objects(&dst, &src);
-    assert_eq!(
-        dst.query_value("SELECT @@gtid_slave_pos")
-            .unwrap_or_default(),
-        gtid
-    );
+    assert_restored(&dst, &src, &gtid);
 }

@@ -8,25 +8,20 @@
 //! target untouched; the sender's stale padding must be accepted.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::path::Path;
-use std::process::{Child, Output};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use dbjobs_tests::fixtures::{
+    assert_staging_empty, binlog_state, inbound_dbjobs, node, run_inbound, stderr,
+};
 use dbjobs_tests::physical_fixtures::{repman_padding, xbstream_backup, ServiceScripts};
-use dbjobs_tests::sender::{checksums, create_jobs_table, send_when_waiting, wait_job_finished};
-use dbjobs_tests::{free_port, plugin_dir, plugin_file, Dbjobs, MariaDb, ServerOptions};
+use dbjobs_tests::sender::{checksums, create_jobs_table, JobRow};
+use dbjobs_tests::{plugin_dir, plugin_file, Dbjobs, MariaDb};
 
-const LOCAL: [u8; 4] = [127, 0, 0, 1];
 const WAIT: Duration = Duration::from_secs(180);
 
 /// A source server with one of every kind of object the restore must carry over.
 fn source() -> MariaDb {
-    let s = MariaDb::start_with(ServerOptions {
-        server_id: 1,
-        ..Default::default()
-    });
+    let s = node(1);
     s.exec(
         "SET SESSION max_recursive_iterations=100000; CREATE DATABASE app; CREATE DATABASE shop;
          CREATE TABLE app.t1 (id INT PRIMARY KEY, v VARCHAR(64), n INT, KEY(n)) ENGINE=InnoDB;
@@ -56,10 +51,7 @@ fn source() -> MariaDb {
 /// A target server (another server id, binlog on as on a real node) with data of its own
 /// that the restore replaces.
 fn target() -> MariaDb {
-    let t = MariaDb::start_with(ServerOptions {
-        server_id: 2,
-        ..Default::default()
-    });
+    let t = node(2);
     t.exec(
         "CREATE DATABASE app; CREATE TABLE app.t1 (id INT PRIMARY KEY, old TEXT) ENGINE=InnoDB;
          INSERT INTO app.t1 VALUES (1, 'the node''s old data'), (2, 'more');
@@ -69,80 +61,11 @@ fn target() -> MariaDb {
     t
 }
 
-/// The target's binary log: its GTID position and the size of each file.
-fn binlog_state(server: &MariaDb) -> (Option<String>, Vec<Vec<Option<String>>>) {
-    (
-        server.query_value("SELECT @@gtid_binlog_pos"),
-        server.query("SHOW BINARY LOGS"),
-    )
-}
-
-/// `dbjobs` for `server` with the reseed and flashback plugins, listening on loopback only
-/// and staging under `backup_dir`.
-fn dbjobs(server: &MariaDb, plugins: &Path, backup_dir: &Path) -> Dbjobs {
-    Dbjobs::new(server, plugins)
-        .set("receive_bind", "127.0.0.1")
-        .set("backup_dir", backup_dir.to_str().unwrap())
-}
-
-/// Submit `task` on `server` as replication-manager (server 127.0.0.1, port `port`).
-fn submit(d: &Dbjobs, task: &str, port: u16) -> u64 {
-    let out = d.run(&[
-        "submit",
-        task,
-        "--server",
-        "127.0.0.1",
-        "--job-port",
-        &port.to_string(),
-    ]);
-    out.assert_code(0);
-    out.stdout.trim().parse().expect("job id")
-}
-
-/// Waits for a spawned dbjobs to exit (at most [`WAIT`]) and returns its output.
-fn finish(child: Child) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(out) => out.expect("wait for dbjobs"),
-        Err(_) => {
-            // SAFETY: plain kill(2) of the process group Dbjobs::spawn created.
-            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
-            let log = rx
-                .recv_timeout(Duration::from_secs(10))
-                .ok()
-                .and_then(|o| o.ok())
-                .map(|o| stderr(&o))
-                .unwrap_or_default();
-            panic!("dbjobs run still running after {WAIT:?}; its log:\n{log}");
-        }
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Submit `task`, run dbjobs, send `bytes` when it listens; returns the finished row and
 /// dbjobs's log.
-fn reseed(
-    d: &Dbjobs,
-    dst: &MariaDb,
-    task: &str,
-    bytes: &[u8],
-) -> (dbjobs_tests::sender::JobRow, String) {
-    let port = free_port();
-    let id = submit(d, task, port);
-    let child = d.spawn(&["run"]);
-    let sent = send_when_waiting(dst, id, port, IpAddr::from(LOCAL), bytes, WAIT);
-    let out = finish(child);
-    let log = stderr(&out);
-    assert!(sent.is_ok(), "sending failed: {sent:?}\n{log}");
-    let row = wait_job_finished(dst, id, WAIT);
-    (row, log)
+fn reseed(d: &Dbjobs, dst: &MariaDb, task: &str, bytes: &[u8]) -> (JobRow, String) {
+    let (row, out) = run_inbound(d, dst, task, bytes, WAIT);
+    (row, stderr(&out))
 }
 
 /// Checksums of the source's user tables: the restored target must have exactly these
@@ -200,7 +123,7 @@ fn online_restore_in_the_legacy_and_payload_layouts() {
     let dst = target();
     let plugins = plugin_dir(&[plugin_file("reseed"), plugin_file("flashback")]);
     let backup = tempfile::tempdir().unwrap();
-    let d = dbjobs(&dst, plugins.path(), backup.path());
+    let d = inbound_dbjobs(&dst, plugins.path(), backup.path());
     let (stream, gtid) = xbstream_backup(&src);
     assert!(!gtid.is_empty());
 
@@ -242,8 +165,7 @@ fn online_restore_in_the_legacy_and_payload_layouts() {
         dst.query_value("SELECT status FROM information_schema.EVENTS WHERE EVENT_NAME='e'"),
         Some("SLAVESIDE_DISABLED".into())
     );
-    let left: Vec<_> = std::fs::read_dir(backup.path()).unwrap().collect();
-    assert!(left.is_empty(), "staging left behind: {left:?}");
+    assert_staging_empty(backup.path());
 
     // 2. Payload layout, flashback, with the stale bytes repman's sender appends: the
     //    position goes into the payload and gtid_slave_pos is left alone.
@@ -306,7 +228,7 @@ fn a_cut_stream_fails_and_leaves_the_target_untouched() {
     let dst = target();
     let plugins = plugin_dir(&[plugin_file("reseed")]);
     let backup = tempfile::tempdir().unwrap();
-    let d = dbjobs(&dst, plugins.path(), backup.path());
+    let d = inbound_dbjobs(&dst, plugins.path(), backup.path());
     let (stream, _) = xbstream_backup(&src);
     let before = checksums(&dst);
     let binlog = binlog_state(&dst);
@@ -327,8 +249,7 @@ fn a_cut_stream_fails_and_leaves_the_target_untouched() {
             .unwrap_or_default(),
         ""
     );
-    let left: Vec<_> = std::fs::read_dir(backup.path()).unwrap().collect();
-    assert!(left.is_empty(), "staging left behind: {left:?}");
+    assert_staging_empty(backup.path());
 }
 
 /// Ignored until the host reconnects the plugin's session after the server restarted
@@ -342,7 +263,7 @@ fn full_restore_replaces_the_datadir() {
     let scripts = ServiceScripts::new(&dst); // after dst: dropped first, kills a relaunched server
     let plugins = plugin_dir(&[plugin_file("reseed")]);
     let backup = tempfile::tempdir().unwrap();
-    let d = dbjobs(&dst, plugins.path(), backup.path())
+    let d = inbound_dbjobs(&dst, plugins.path(), backup.path())
         .set("restore_mode", "full")
         .set("service_stop_command", scripts.stop.to_str().unwrap())
         .set("service_start_command", scripts.start.to_str().unwrap())

@@ -685,73 +685,80 @@ impl Catalog {
         if !with_objects {
             return Ok(c);
         }
-        let trig = temp.query(
-            "SELECT trigger_schema, trigger_name FROM information_schema.triggers \
-             ORDER BY trigger_schema, event_object_table, action_timing, event_manipulation, action_order",
-        )?;
-        for row in trig {
-            if !known.contains(row[0].as_str()) {
-                continue;
-            }
-            // Trigger, sql_mode, SQL Original Statement, ...
-            let r = first_row(
-                temp,
-                &format!("SHOW CREATE TRIGGER {}", qualified(&row[0], &row[1])),
-            )?;
-            c.triggers.push(ObjectDef {
-                schema: row[0].clone(),
-                name: row[1].clone(),
-                sql_mode: r.get(1).cloned().unwrap_or_default(),
-                time_zone: None,
-                create: r.get(2).cloned().unwrap_or_default(),
-                enabled: true,
-            });
-        }
-        let routines = temp.query(
-            "SELECT routine_schema, routine_name, routine_type FROM information_schema.routines \
-             WHERE routine_type IN ('PROCEDURE','FUNCTION') ORDER BY 1, 2",
-        )?;
-        for row in routines {
-            if !known.contains(row[0].as_str()) {
-                continue;
-            }
-            // Name, sql_mode, Create ..., ...
-            let r = first_row(
-                temp,
-                &format!("SHOW CREATE {} {}", row[2], qualified(&row[0], &row[1])),
-            )?;
-            c.routines.push(ObjectDef {
-                schema: row[0].clone(),
-                name: row[1].clone(),
-                sql_mode: r.get(1).cloned().unwrap_or_default(),
-                time_zone: None,
-                create: r.get(2).cloned().unwrap_or_default(),
-                enabled: true,
-            });
-        }
-        let events = temp.query(
-            "SELECT event_schema, event_name, status FROM information_schema.events ORDER BY 1, 2",
-        )?;
-        for row in events {
-            if !known.contains(row[0].as_str()) {
-                continue;
-            }
-            // Event, sql_mode, time_zone, Create Event, ...
-            let r = first_row(
-                temp,
-                &format!("SHOW CREATE EVENT {}", qualified(&row[0], &row[1])),
-            )?;
-            c.events.push(ObjectDef {
-                schema: row[0].clone(),
-                name: row[1].clone(),
-                sql_mode: r.get(1).cloned().unwrap_or_default(),
-                time_zone: r.get(2).cloned(),
-                create: r.get(3).cloned().unwrap_or_default(),
-                enabled: row[2] == "ENABLED",
-            });
-        }
+        c.triggers = read_objects(temp, &known, ObjectKind::Trigger)?;
+        c.routines = read_objects(temp, &known, ObjectKind::Routine)?;
+        c.events = read_objects(temp, &known, ObjectKind::Event)?;
         Ok(c)
     }
+}
+
+/// The kinds of [`ObjectDef`]: how the temporary server lists them and shows their
+/// definitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ObjectKind {
+    Trigger,
+    Routine,
+    Event,
+}
+
+impl ObjectKind {
+    /// The query listing every object of this kind: schema, name, then the routine's type
+    /// or the event's status.
+    fn list_sql(self) -> &'static str {
+        match self {
+            ObjectKind::Trigger => {
+                "SELECT trigger_schema, trigger_name FROM information_schema.triggers \
+                 ORDER BY trigger_schema, event_object_table, action_timing, event_manipulation, action_order"
+            }
+            ObjectKind::Routine => {
+                "SELECT routine_schema, routine_name, routine_type FROM information_schema.routines \
+                 WHERE routine_type IN ('PROCEDURE','FUNCTION') ORDER BY 1, 2"
+            }
+            ObjectKind::Event => {
+                "SELECT event_schema, event_name, status FROM information_schema.events ORDER BY 1, 2"
+            }
+        }
+    }
+
+    /// The `SHOW CREATE` statement of the object a row of [`ObjectKind::list_sql`] names.
+    fn show_sql(self, row: &[String]) -> String {
+        let q = qualified(&row[0], &row[1]);
+        match self {
+            ObjectKind::Trigger => format!("SHOW CREATE TRIGGER {q}"),
+            ObjectKind::Routine => format!("SHOW CREATE {} {q}", row[2]),
+            ObjectKind::Event => format!("SHOW CREATE EVENT {q}"),
+        }
+    }
+}
+
+/// Every object of `kind` in the databases `known`, with the statement that recreates it.
+fn read_objects(
+    temp: &TempServer,
+    known: &BTreeSet<&str>,
+    kind: ObjectKind,
+) -> Result<Vec<ObjectDef>, String> {
+    let mut out = Vec::new();
+    for row in temp.query(kind.list_sql())? {
+        if !known.contains(row[0].as_str()) {
+            continue;
+        }
+        // Triggers and routines: Name, sql_mode, Create ..., ...
+        // Events: Event, sql_mode, time_zone, Create Event, ...
+        let r = first_row(temp, &kind.show_sql(&row))?;
+        let (time_zone, create) = match kind {
+            ObjectKind::Event => (r.get(2).cloned(), r.get(3)),
+            ObjectKind::Trigger | ObjectKind::Routine => (None, r.get(2)),
+        };
+        out.push(ObjectDef {
+            schema: row[0].clone(),
+            name: row[1].clone(),
+            sql_mode: r.get(1).cloned().unwrap_or_default(),
+            time_zone,
+            create: create.cloned().unwrap_or_default(),
+            enabled: kind != ObjectKind::Event || row[2] == "ENABLED",
+        });
+    }
+    Ok(out)
 }
 
 fn first_row(temp: &TempServer, sql: &str) -> Result<Vec<String>, String> {
