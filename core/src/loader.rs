@@ -232,7 +232,7 @@ fn open_plugin(file: &Path) -> Result<LoadedPlugin, String> {
         LibraryError::IncompatibleVersionNumber { .. } => refuse_version(),
         LibraryError::AbiInstability(details) => format!(
             "its ABI layout does not match dbjobs-sdk {SDK_VERSION} although it claims version {plugin_sdk}: {}; rebuild it",
-            first_line(&details.to_string())
+            layout_difference(&details.to_string())
         ),
         other => first_line(&other.to_string()),
     })?;
@@ -280,6 +280,44 @@ fn compatible_range() -> String {
         format!("0.{}.x", v.minor)
     } else {
         format!("{}.x", v.major)
+    }
+}
+
+/// The innermost type that differs in abi_stable's layout report ("Compared <this>: ... To
+/// <other>: ..."), with the crate each side comes from: the report itself is a page long.
+fn layout_difference(report: &str) -> String {
+    let Some((ours, theirs)) = report.split_once("To <other>:") else {
+        return first_line(report);
+    };
+    let facts = |half: &str, key: &str| -> Vec<String> {
+        half.lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix(key))
+            .map(|v| {
+                v.split("Tag:")
+                    .next()
+                    .unwrap_or(v)
+                    .replace("' version:'", " ")
+                    .replace('\'', "")
+                    .trim()
+                    .to_string()
+            })
+            .collect()
+    };
+    let (our_types, their_types) = (facts(ours, "type:"), facts(theirs, "type:"));
+    let (our_pkgs, their_pkgs) = (facts(ours, "package:"), facts(theirs, "package:"));
+    let differs = our_types
+        .iter()
+        .zip(&their_types)
+        .rposition(|(a, b)| a != b)
+        .unwrap_or(0);
+    match (our_types.get(differs), their_types.get(differs)) {
+        (Some(a), Some(b)) => format!(
+            "the host expects `{a}` ({}), the library has `{b}` ({})",
+            our_pkgs.get(differs).map(String::as_str).unwrap_or("?"),
+            their_pkgs.get(differs).map(String::as_str).unwrap_or("?")
+        ),
+        _ => first_line(report),
     }
 }
 

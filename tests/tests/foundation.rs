@@ -296,6 +296,7 @@ fn plugins_load_side_by_side_and_bad_files_are_refused_with_reasons() {
         example.clone(),
         fixture_file("dbjobs_fixture_panic"),
         fixture_file("dbjobs_fixture_newer_sdk"),
+        fixture_file("dbjobs_fixture_other_layout"),
     ]);
     // The same plugin under a second name: its task is already owned.
     std::fs::copy(&example, dir.path().join("zz_copy_of_example.so")).unwrap();
@@ -337,6 +338,13 @@ fn plugins_load_side_by_side_and_bad_files_are_refused_with_reasons() {
     assert!(
         newer.contains("0.99.0") && newer.contains(dbjobs_sdk_version()),
         "{newer}"
+    );
+    let fork = &refused["libdbjobs_fixture_other_layout.so"];
+    assert!(
+        fork.contains("ABI layout does not match")
+            && fork.contains("the host expects `PluginMod` (dbjobs-sdk 0.1.0)")
+            && fork.contains("ForkMod"),
+        "{fork}"
     );
     assert!(
         refused["zz_copy_of_example.so"].contains("already owned by example"),
