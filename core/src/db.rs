@@ -28,8 +28,7 @@ pub fn connect(opts: &ConnectionOptions) -> Result<Conn> {
     } else {
         b = b
             .ip_or_hostname(opts.host.clone())
-            .tcp_port(opts.port.unwrap_or(3306))
-            .prefer_socket(false);
+            .tcp_port(opts.port.unwrap_or(3306));
     }
     let mut conn = Conn::new(b).map_err(|e| {
         Error::new(format!("cannot connect to MariaDB at {}: {e}", opts.describe())).help(

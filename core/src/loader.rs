@@ -92,6 +92,7 @@ impl Registry {
     /// fine (plugins may all come from `--plugin-dir`); a missing explicit directory is refused.
     pub fn load(dirs: &[PathBuf]) -> Registry {
         let mut reg = Registry::default();
+        let mut files = Vec::new();
         for dir in dirs {
             if !dir.exists() && dir == Path::new(DEFAULT_PLUGIN_DIR) {
                 log::debug!("default plugin directory {} does not exist", dir.display());
@@ -101,21 +102,25 @@ impl Registry {
                 reg.refuse(dir, reason);
                 continue;
             }
-            let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-                Ok(entries) => entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "so"))
-                    .collect(),
-                Err(e) => {
-                    reg.refuse(dir, format!("cannot read the directory: {e}"));
-                    continue;
+            match std::fs::read_dir(dir) {
+                Ok(entries) => {
+                    let mut in_dir: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|e| e == "so"))
+                        .collect();
+                    in_dir.sort();
+                    files.extend(in_dir);
                 }
-            };
-            files.sort();
-            for file in files {
-                if let Err(reason) = reg.load_file(&file) {
-                    reg.refuse(&file, reason);
-                }
+                Err(e) => reg.refuse(dir, format!("cannot read the directory: {e}")),
+            }
+        }
+        // Opening a library is dominated by abi_stable's layout check (about 1.2 million
+        // instructions per plugin, 80 % of an idle cron pass), so the files are opened on all
+        // cores; they are registered afterwards in file order, so the first file still wins a
+        // task claimed twice.
+        for (file, opened) in files.iter().zip(open_all(&files)) {
+            if let Err(reason) = opened.and_then(|plugin| reg.register(plugin)) {
+                reg.refuse(file, reason);
             }
         }
         reg
@@ -129,9 +134,7 @@ impl Registry {
         });
     }
 
-    fn load_file(&mut self, file: &Path) -> Result<(), String> {
-        check_owner_and_mode(file)?;
-        let plugin = open_plugin(file)?;
+    fn register(&mut self, plugin: LoadedPlugin) -> Result<(), String> {
         for task in &plugin.tasks {
             if let Some(&other) = self.tasks.get(&task.name) {
                 return Err(format!(
@@ -150,7 +153,7 @@ impl Registry {
             "loaded plugin {} {} from {} (tasks: {})",
             plugin.name,
             plugin.version,
-            file.display(),
+            plugin.file.display(),
             plugin
                 .tasks
                 .iter()
@@ -161,6 +164,32 @@ impl Registry {
         self.plugins.push(plugin);
         Ok(())
     }
+}
+
+/// Check and open every file, on as many threads as there are cores; results in file order.
+fn open_all(files: &[PathBuf]) -> Vec<Result<LoadedPlugin, String>> {
+    let open = |file: &PathBuf| check_owner_and_mode(file).and_then(|()| open_plugin(file));
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len());
+    if threads <= 1 {
+        return files.iter().map(open).collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(open).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| vec![Err("loading panicked".to_string())])
+            })
+            .collect()
+    })
 }
 
 /// Refuse a path that an unprivileged user could have written: owned by someone other than

@@ -188,10 +188,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Run => {
-            let registry = loaded_registry(&dirs)?;
             let env = HostEnv::new(settings, connection);
             install_signal_handlers(&env)?;
-            let queue = Mutex::new(Queue::open(&env.connection)?);
+            let (registry, queue) = load_and_connect(&dirs, &env)?;
+            let queue = Mutex::new(queue);
             let reports = runner::run_pass(&queue, &registry, &env)?;
             if reports.iter().any(|r| !r.ok) {
                 return Err(Failure::Jobs);
@@ -199,11 +199,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Daemon { interval } => {
-            let registry = loaded_registry(&dirs)?;
             let env = HostEnv::new(settings, connection);
             install_signal_handlers(&env)?;
             // Fail fast on a wrong configuration; later connection losses are retried.
-            drop(Queue::open(&env.connection)?);
+            let (registry, queue) = load_and_connect(&dirs, &env)?;
+            drop(queue);
             log::info!(
                 "daemon started: {} task(s), a pass every {} ms",
                 registry.task_names().count(),
@@ -217,9 +217,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Load the plugins; having none is a configuration error (a pass would do nothing forever).
-fn loaded_registry(dirs: &[PathBuf]) -> Result<Registry, Failure> {
-    let registry = Registry::load(dirs);
+/// Load the plugins while the queue session connects: the two are the start-up cost of a
+/// cron pass, and neither needs the other.
+fn load_and_connect(dirs: &[PathBuf], env: &HostEnv) -> Result<(Registry, Queue), Failure> {
+    let (registry, queue) = std::thread::scope(|scope| {
+        let queue = scope.spawn(|| Queue::open(&env.connection));
+        let registry = Registry::load(dirs);
+        (registry, queue.join())
+    });
+    let registry = loaded_registry(dirs, registry)?;
+    let queue = queue.map_err(|_| Error::new("connecting to the server panicked"))??;
+    Ok((registry, queue))
+}
+
+/// Having no plugin is a configuration error (a pass would do nothing forever).
+fn loaded_registry(dirs: &[PathBuf], registry: Registry) -> Result<Registry, Failure> {
     if registry.plugins.is_empty() {
         return Err(Failure::Setup(
             Error::new(format!(
