@@ -41,8 +41,11 @@ pub const CREATE_LEGACY_TABLE: &str = "CREATE TABLE IF NOT EXISTS replication_ma
  done TINYINT not null default 0, result VARCHAR(1000), start DATETIME, end DATETIME,\
  KEY idx1(task,done), KEY idx2(result(1),task)) engine=innodb";
 
-/// Seconds a progress write may wait for a lock before it is skipped.
-pub const PROGRESS_LOCK_WAIT: u32 = 2;
+/// Seconds a progress write may wait for a lock before it is skipped: none. A progress write
+/// that waited would hold the queue session, and with it the job's end: with 2 s, every backup
+/// job ended up to 2 s late, because mariadb-backup holds the backup lock until its very end
+/// (measured: a 30 MB backup took 2.5 s instead of 1.3 s).
+pub const PROGRESS_LOCK_WAIT: u32 = 0;
 
 /// Result text while a job runs.
 pub const RESULT_PROCESSING: &str = "processing";
@@ -263,10 +266,10 @@ impl Queue {
 
     /// Write a progress text into `result` of a running row.
     ///
-    /// Progress is best effort and must never hold up the job: the statement gives up after
-    /// [`PROGRESS_LOCK_WAIT`] seconds of lock wait (a running `mariadb-backup` holds the
-    /// backup lock, which blocks writes to InnoDB tables for a while), and a lost session is
-    /// not reconnected here (the outcome write does that).
+    /// Progress is best effort and must never hold up the job: the statement gives up at once
+    /// when it would wait for a lock ([`PROGRESS_LOCK_WAIT`]; a running `mariadb-backup` holds
+    /// the backup lock, which blocks writes to InnoDB tables), and a lost session is not
+    /// reconnected here (the outcome write does that).
     pub fn progress(&mut self, id: u64, text: &str) -> Result<()> {
         let text = self.fit(text);
         self.rows(
