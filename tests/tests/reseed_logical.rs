@@ -311,3 +311,184 @@ fn a_dump_of_every_database_keeps_the_job_queue() {
         .is_ok());
     assert_restored(&dst, &src, &gtid);
 }
+
+/// [`source`] plus more databases and tables, so that a dump has table sections to spread
+/// over several sessions: an InnoDB parent and child linked by a foreign key, a view over
+/// both, and a MyISAM log table in a third database.
+fn wide_source() -> MariaDb {
+    let s = source();
+    s.exec(
+        "SET SESSION max_recursive_iterations=100000; CREATE DATABASE crm; CREATE DATABASE logs;
+         CREATE TABLE crm.customers (id INT PRIMARY KEY, name VARCHAR(40)) ENGINE=InnoDB;
+         CREATE TABLE crm.orders (id INT PRIMARY KEY, customer INT NOT NULL, total INT,
+           FOREIGN KEY (customer) REFERENCES crm.customers(id)) ENGINE=InnoDB;
+         CREATE TABLE logs.l (id INT PRIMARY KEY, msg TEXT) ENGINE=MyISAM;
+         INSERT INTO crm.customers WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<800)
+           SELECT i, CONCAT('customer ', i) FROM s;
+         INSERT INTO crm.orders WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<4000)
+           SELECT i, 1 + i % 800, i * 3 FROM s;
+         INSERT INTO logs.l WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<3000)
+           SELECT i, REPEAT(MD5(i), 4) FROM s;
+         CREATE VIEW crm.v_orders AS SELECT c.name, SUM(o.total) AS total
+           FROM crm.customers c JOIN crm.orders o ON o.customer = c.id GROUP BY c.name;",
+    );
+    s
+}
+
+/// The objects [`wide_source`] adds, as on `src`.
+fn assert_wide_objects(server: &MariaDb, src: &MariaDb) {
+    assert_eq!(
+        server.query_value(
+            "SELECT REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA='crm' AND TABLE_NAME='orders'"
+        ),
+        Some("customers".to_string())
+    );
+    assert_eq!(
+        server.query_value(
+            "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA='logs' AND TABLE_NAME='l'"
+        ),
+        Some("MyISAM".to_string())
+    );
+    let view = "SELECT * FROM crm.v_orders ORDER BY name";
+    assert_eq!(server.query(view), src.query(view));
+    assert_eq!(server.query(view).len(), 800);
+}
+
+/// Drops what a restore of [`wide_source`] created, and the replication position, without
+/// binlogging it, so that the next restore starts from an empty target.
+fn wipe(server: &MariaDb) {
+    server.exec(
+        "SET SESSION sql_log_bin=0; DROP DATABASE IF EXISTS app; DROP DATABASE IF EXISTS shop;
+         DROP DATABASE IF EXISTS crm; DROP DATABASE IF EXISTS logs; SET GLOBAL gtid_slave_pos=''",
+    );
+    assert!(checksums(server).is_empty());
+}
+
+#[test]
+fn table_sections_are_applied_in_one_or_several_sessions() {
+    let src = wide_source();
+    let dst = target();
+    let plugins = plugin_dir(&[plugin_file("reseed")]);
+    let backup = tempfile::tempdir().unwrap();
+    let d = inbound_dbjobs(&dst, plugins.path(), backup.path());
+    let (dump, gtid) = gzip_dump(&src, &["--databases", "app", "shop", "crm", "logs"]);
+    for (parallel, says) in [
+        ("1", "applied in 1 session"),
+        ("3", "applied in 3 sessions"),
+    ] {
+        wipe(&dst);
+        let before = binlog_state(&dst);
+        let (row, out) = run_inbound(
+            &d.clone().set("apply_parallel", parallel),
+            &dst,
+            "reseedmysqldump",
+            &dump,
+            WAIT,
+        );
+        let log = stderr(&out);
+        assert!(out.status.success(), "apply_parallel={parallel}:\n{log}");
+        assert_eq!(row.done, 1, "{row:?}");
+        let result = row.result.unwrap_or_default();
+        assert!(
+            result.starts_with("reseed from a mysqldump done"),
+            "{result}"
+        );
+        assert!(result.contains(says), "{result}");
+        assert!(
+            result.contains(&format!("gtid_slave_pos {gtid}")),
+            "{result}"
+        );
+        if parallel != "1" {
+            assert!(log.contains("applying the dump in 3 sessions"), "{log}");
+        }
+        assert_restored(&dst, &src, &gtid);
+        assert_wide_objects(&dst, &src);
+        assert_eq!(
+            checksums(&dst).len(),
+            6,
+            "app.t1, app.audit, shop.m, crm.customers, crm.orders, logs.l"
+        );
+        assert_eq!(binlog_state(&dst), before, "the replay went to the binlog");
+        assert_staging_empty(backup.path());
+    }
+}
+
+#[test]
+fn a_bad_statement_in_a_table_section_fails_with_its_dump_line() {
+    let src = wide_source();
+    let dst = target();
+    let plugins = plugin_dir(&[plugin_file("reseed")]);
+    let backup = tempfile::tempdir().unwrap();
+    let d = inbound_dbjobs(&dst, plugins.path(), backup.path()).set("apply_parallel", "3");
+    // The plain dump, with a broken statement after the data of logs.l.
+    let out = Command::new(mariadb_tool("mariadb-dump"))
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", src.socket().display()))
+        .args([
+            "-uroot",
+            "--gtid",
+            "--master-data",
+            "--single-transaction",
+            "--routines",
+            "--events",
+            "--triggers",
+            "--databases",
+            "app",
+            "shop",
+            "crm",
+            "logs",
+        ])
+        .output()
+        .expect("run mariadb-dump");
+    assert!(out.status.success());
+    // Split by bytes: the BLOB of shop.m is dumped as raw bytes, not UTF-8.
+    let mut lines: Vec<&[u8]> = out.stdout.split_inclusive(|b| *b == b'\n').collect();
+    let marker = lines
+        .iter()
+        .position(|l| l.starts_with(b"-- Dumping data for table `l`"))
+        .expect("the data section of logs.l");
+    let unlock = marker
+        + lines[marker..]
+            .iter()
+            .position(|l| l.starts_with(b"UNLOCK TABLES;"))
+            .unwrap();
+    lines.insert(unlock + 1, b"SELEC broken;\n");
+    let bad_line = unlock + 2; // 1-based
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&lines.concat()).unwrap();
+    let bad = gz.finish().unwrap();
+    let gtid_before = dst.query_value("SELECT @@gtid_slave_pos");
+
+    let (row, out) = run_inbound(&d, &dst, "reseedmysqldump", &bad, WAIT);
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("applying the dump in 3 sessions"), "{log}");
+    assert_eq!(row.done, 1);
+    let result = row.result.unwrap_or_default();
+    assert!(result.starts_with("failed:"), "{result}");
+    assert!(result.contains("ERROR 1064 (42000)"), "{result}");
+    assert!(
+        result.contains(&format!("(line {bad_line} of the dump)")),
+        "{result}"
+    );
+    assert!(
+        result.contains("the server holds a partial restore"),
+        "{result}"
+    );
+    // The final phase never ran: no position was set, no view created.
+    assert_eq!(dst.query_value("SELECT @@gtid_slave_pos"), gtid_before);
+    assert_eq!(
+        dst.query_value("SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='crm'"),
+        Some("0".to_string())
+    );
+    // No client is left running: the other sessions were stopped.
+    wait_for("the restore's sessions to end", WAIT, || {
+        dst.query_value(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+             AND COMMAND NOT IN ('Daemon', 'Binlog Dump') AND USER <> 'system user'",
+        )
+        .filter(|n| n == "0")
+    });
+    assert_staging_empty(backup.path());
+}

@@ -15,6 +15,18 @@
 //!    dump would otherwise drop the queue holding this very job) and picks up the position
 //!    the dump sets (`SET GLOBAL gtid_slave_pos`, `CHANGE MASTER TO MASTER_LOG_FILE`).
 //!
+//!    With the setting `apply_parallel` above 1 (default: the number of CPUs), the table
+//!    sections are applied by that many client sessions at once, the server's single
+//!    session being the bottleneck of a replay: one sequential read of the staged file builds
+//!    a [`dump_plan`] (with the same filter), then the header and database statements go
+//!    through one session, the table sections (biggest first, tables linked by foreign keys
+//!    together) through the others, each starting with the header's SET statements, and the
+//!    views, routines, events and position through a last session, in dump order. The first
+//!    error stops every session (their clients are killed) and is reported with the dump's
+//!    line number as above. A dump whose sections are not recognisable (`--compact`,
+//!    `--skip-comments`, ...) is applied through one session, as is everything with
+//!    `apply_parallel=1`. The result says how many sessions applied the tables.
+//!
 //! Replication: the dump's `CHANGE MASTER TO MASTER_USE_GTID` and `SET GLOBAL
 //! gtid_slave_pos` need the replica threads stopped, so a configured replica is stopped
 //! before applying and started again afterwards, unless the payload variant leaves that to
@@ -22,8 +34,12 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::dump_plan::{self, DumpPlan, Span, Unit};
 
 use super::receive::{drain_padding, min_free_bytes, CountingReader, Received, SpaceCheckedWriter};
 use super::Intent;
@@ -93,7 +109,7 @@ pub fn restore(
             format!("cannot stop replication before the restore: {e}; nothing was applied")
         })?;
     }
-    let applied = apply(host, &dump_path, got.sql_bytes).map_err(|e| {
+    let applied = apply_dump(host, &dump_path, got.sql_bytes).map_err(|e| {
         if replica {
             format!("{e} (replication was stopped for the restore and left stopped)")
         } else {
@@ -120,6 +136,11 @@ pub fn restore(
     } else {
         notes.push("no replication configured".into());
     }
+    notes.push(format!(
+        "applied in {} session{}",
+        applied.sessions,
+        if applied.sessions == 1 { "" } else { "s" }
+    ));
     if applied.skipped_lines > 0 {
         notes.push(format!(
             "{} lines about {QUEUE_SCHEMA} skipped",
@@ -256,6 +277,8 @@ pub struct Applied {
     pub binlog_file: Option<String>,
     /// The position of the dump's `CHANGE MASTER TO ... MASTER_LOG_POS`, if any.
     pub binlog_pos: Option<String>,
+    /// Client sessions the table sections were applied in (1: the single-session replay).
+    pub sessions: usize,
 }
 
 impl Applied {
@@ -277,6 +300,316 @@ impl Applied {
         }
         Some(serde_json::Value::Object(m).to_string())
     }
+}
+
+/// Default of the `apply_parallel` setting: one client session per CPU (at least one).
+fn default_parallel() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Apply the staged dump: in several sessions when the setting `apply_parallel` (default:
+/// the number of CPUs; 0 means the default) is above 1 and the dump's plan is recognised
+/// ([`dump_plan`]), else through one session exactly as [`apply`] always did.
+fn apply_dump(host: &Host<'_>, dump: &Path, total: u64) -> Result<Applied, String> {
+    let n = match host.setting_or("apply_parallel", default_parallel())? {
+        0 => default_parallel(),
+        n => n,
+    };
+    if n <= 1 {
+        return apply(host, dump, total);
+    }
+    match dump_plan::plan_file(dump)? {
+        Ok(plan) if plan.units.len() >= 2 => apply_parallel(host, dump, total, plan, n),
+        Ok(plan) => {
+            host.info(&format!(
+                "applying the dump in one session: it has {} table group(s), nothing to spread over {n} sessions",
+                plan.units.len()
+            ));
+            apply(host, dump, total)
+        }
+        Err(why) => {
+            host.info(&format!(
+                "applying the dump in one session: its table sections are not recognisable ({why})"
+            ));
+            apply(host, dump, total)
+        }
+    }
+}
+
+/// What the sessions of a parallel apply share.
+struct Sessions<'a> {
+    client: PathBuf,
+    option_file: PathBuf,
+    dump: &'a Path,
+    total: u64,
+    /// Dump bytes fed so far (header SETs replayed per session not counted).
+    fed: AtomicU64,
+    /// Set at the first failure or on cancellation: every session stops.
+    stop: AtomicBool,
+    /// The first failure, reported as the job's error.
+    first_error: Mutex<Option<String>>,
+    /// Process ids of the running clients, to kill them when another session fails. A
+    /// session clears its slot (under the lock) before reaping its client, so a pid here is
+    /// never a reused one.
+    running: Mutex<Vec<Option<u32>>>,
+}
+
+impl Sessions<'_> {
+    /// Kill every registered client (with its process group).
+    fn kill_all(&self) {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for pid in running.iter().flatten() {
+            // SAFETY: kill(2) on the process group of a client we started and not yet reaped.
+            unsafe {
+                libc::kill(-(*pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Record a session's failure (only the first is kept) and stop the others.
+    fn fail(&self, error: String) {
+        {
+            let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+            if first.is_none() && !self.stop.load(Ordering::SeqCst) {
+                *first = Some(error);
+            }
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.kill_all();
+    }
+}
+
+/// Apply the dump following `plan`: phase A (header, database statements) in one session,
+/// the table units over `n` sessions, then the rest in one session (see [`dump_plan`]).
+fn apply_parallel(
+    host: &Host<'_>,
+    dump: &Path,
+    total: u64,
+    plan: DumpPlan,
+    n: usize,
+) -> Result<Applied, String> {
+    let client = find_tool(
+        &["mariadb", "mysql"],
+        host.setting("mariadb_client").as_deref(),
+    )?;
+    let workers = n.min(plan.units.len());
+    host.info(&format!(
+        "applying the dump in {workers} sessions: {} groups of tables, biggest {}",
+        plan.units.len(),
+        human_bytes(plan.units.first().map(|u| u.bytes()).unwrap_or(0))
+    ));
+    let sessions = Sessions {
+        client,
+        option_file: host.client_option_file(),
+        dump,
+        total,
+        fed: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        first_error: Mutex::new(None),
+        running: Mutex::new(Vec::new()),
+    };
+    let first = [Unit {
+        spans: plan.first.clone(),
+        tables: Vec::new(),
+    }];
+    run_phase(host, &sessions, &[], &first, 1)?;
+    run_phase(host, &sessions, &plan.session_header, &plan.units, workers)?;
+    let rest = [Unit {
+        spans: plan.rest.clone(),
+        tables: Vec::new(),
+    }];
+    run_phase(host, &sessions, &plan.session_header, &rest, 1)?;
+    Ok(Applied {
+        fed: plan.kept_bytes + PREFIX.len() as u64,
+        skipped_lines: plan.skipped_lines,
+        gtid: plan.filter.gtid,
+        binlog_file: plan.filter.binlog_file,
+        binlog_pos: plan.filter.binlog_pos,
+        sessions: workers,
+    })
+}
+
+/// Run `units` over `workers` client sessions (each starts with the prefix and `preamble`,
+/// then takes the next unit until none is left), reporting progress and watching for
+/// cancellation from this thread, the only one that talks to the host.
+fn run_phase(
+    host: &Host<'_>,
+    s: &Sessions<'_>,
+    preamble: &[Span],
+    units: &[Unit],
+    workers: usize,
+) -> Result<(), String> {
+    *s.running.lock().unwrap_or_else(|e| e.into_inner()) = vec![None; workers];
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut cancelled = false;
+    let mut panicked = false;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|slot| {
+                let tx = tx.clone();
+                let next = &next;
+                scope.spawn(move || {
+                    let _done = tx; // dropped when the session ends, however it ends
+                    if let Err(e) = feed_session(s, slot, preamble, units, next) {
+                        s.fail(e);
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            host.progress(&format!(
+                "applying the dump: {} of {} ({workers} sessions)",
+                human_bytes(s.fed.load(Ordering::SeqCst)),
+                human_bytes(s.total)
+            ));
+            if !cancelled && host.cancelled() {
+                cancelled = true;
+                s.stop.store(true, Ordering::SeqCst);
+                s.kill_all();
+            }
+        }
+        for h in handles {
+            if h.join().is_err() {
+                panicked = true;
+            }
+        }
+    });
+    let fed = s.fed.load(Ordering::SeqCst);
+    if cancelled {
+        return Err(format!(
+            "cancelled while applying the dump after {}: the server holds a partial restore",
+            human_bytes(fed)
+        ));
+    }
+    if let Some(e) = s
+        .first_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        return Err(e);
+    }
+    if panicked {
+        return Err(format!(
+            "a session applying the dump stopped unexpectedly after {}: the server holds a partial restore: run the job again",
+            human_bytes(fed)
+        ));
+    }
+    Ok(())
+}
+
+/// One client session of [`run_phase`]. Returns the error to report, or `Ok` when it ended
+/// well or was stopped because another session failed.
+fn feed_session(
+    s: &Sessions<'_>,
+    slot: usize,
+    preamble: &[Span],
+    units: &[Unit],
+    next: &AtomicUsize,
+) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    if s.stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let mut tool = ToolCommand::new(&s.client, Some(&s.option_file))
+        .args(["--batch", "--binary-mode", "--max-allowed-packet=1G"])
+        .piped_stdin()
+        .spawn(|_| {})?;
+    s.running.lock().unwrap_or_else(|e| e.into_inner())[slot] = tool.pid();
+    let stdin = tool.take_stdin().ok_or("the client has no stdin pipe")?;
+    let mut input = BufWriter::with_capacity(256 << 10, stdin);
+    let file = File::open(s.dump).map_err(|e| format!("cannot read {}: {e}", s.dump.display()))?;
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut segments = LineMap::default();
+    let mut fed_line = 1u64; // the prefix
+    let stopped = || io::Error::other("stopped: another session failed");
+
+    let mut write_span = |input: &mut BufWriter<_>, span: &Span, count: bool| -> io::Result<()> {
+        segments.note_span(fed_line + 1, span.first_line, span.lines);
+        fed_line += span.lines;
+        let mut at = span.start;
+        let mut last = b'\n';
+        while at < span.end {
+            if s.stop.load(Ordering::SeqCst) {
+                return Err(stopped());
+            }
+            let n = (span.end - at).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..n], at)?;
+            input.write_all(&buf[..n])?;
+            last = buf[n - 1];
+            at += n as u64;
+            if count {
+                s.fed.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        if last != b'\n' {
+            input.write_all(b"\n")?;
+        }
+        Ok(())
+    };
+    let fed = (|| -> io::Result<()> {
+        input.write_all(PREFIX)?;
+        for span in preamble {
+            write_span(&mut input, span, false)?;
+        }
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(unit) = units.get(i) else { break };
+            for span in &unit.spans {
+                write_span(&mut input, span, true)?;
+            }
+        }
+        input.flush()
+    })();
+    drop(input); // end of input: the client finishes and exits
+                 // From here on this thread alone reaps the client: no kill may target its pid.
+    s.running.lock().unwrap_or_else(|e| e.into_inner())[slot] = None;
+    if s.stop.load(Ordering::SeqCst) {
+        drop(tool); // killed with its process group
+        return Ok(());
+    }
+    let exit = tool.wait()?;
+    let fed_so_far = s.fed.load(Ordering::SeqCst);
+    if !exit.success() {
+        if s.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let error_line = exit
+            .stderr_tail
+            .iter()
+            .find(|l| l.contains("ERROR"))
+            .cloned()
+            .unwrap_or_else(|| exit.last_lines(3));
+        let at = client_error_line(&error_line)
+            .and_then(|n| segments.dump_line(n))
+            .map(|n| format!(" (line {n} of the dump)"))
+            .unwrap_or_default();
+        return Err(format!(
+            "the dump failed to apply after {} of {}{at}: {}: {error_line}; the server holds a partial restore: fix the cause and run the job again",
+            human_bytes(fed_so_far),
+            human_bytes(s.total),
+            exit.name
+        ));
+    }
+    if let Err(e) = fed {
+        if s.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        return Err(format!(
+            "feeding the dump to {} failed after {}: {e}",
+            exit.name,
+            human_bytes(fed_so_far)
+        ));
+    }
+    Ok(())
 }
 
 /// Feed `dump` through the filter into the `mariadb` client and wait for it.
@@ -382,6 +715,7 @@ fn apply(host: &Host<'_>, dump: &Path, total: u64) -> Result<Applied, String> {
     applied.gtid = filter.gtid;
     applied.binlog_file = filter.binlog_file;
     applied.binlog_pos = filter.binlog_pos;
+    applied.sessions = 1;
     Ok(applied)
 }
 
@@ -412,6 +746,15 @@ impl LineMap {
         self.last = Some((fed, dump));
     }
 
+    /// A run of `lines` consecutive lines fed from `fed` on, which are the dump's lines from
+    /// `dump` on.
+    fn note_span(&mut self, fed: u64, dump: u64, lines: u64) {
+        self.note(fed, dump);
+        if lines > 1 {
+            self.last = Some((fed + lines - 1, dump + lines - 1));
+        }
+    }
+
     fn dump_line(&self, fed: u64) -> Option<u64> {
         let (f, d) = self.starts.iter().rev().find(|(f, _)| *f <= fed)?;
         Some(d + (fed - f))
@@ -437,7 +780,9 @@ const MARKER_MAX: usize = 4096;
 impl DumpFilter {
     /// Whether to feed `line` (with its newline) to the client.
     pub fn keep(&mut self, line: &[u8]) -> bool {
-        if line.len() > MARKER_MAX {
+        // Long lines and the rows of an extended INSERT (`(1,'a'),`) are data, never one of
+        // the lines looked for (whose text a row may well contain).
+        if line.len() > MARKER_MAX || line.first() == Some(&b'(') {
             return !self.skipping;
         }
         let text = String::from_utf8_lossy(line);
