@@ -392,42 +392,59 @@ backup_failure() {
     record_fail "$1" "$why"
     say "- $1: the dbjobs job $why. Last log lines: \`$(tail -2 "$3" | tr '\n' ' ' | cut -c1-400)\`. Server sessions waiting at the end: \`$(tr '\n' ' ' <"$3.processlist" 2>/dev/null | tr '\n' ' ' | cut -c1-400)\`."
 }
+# One dbjobs backup job into a fresh /dev/null listener; appends the seconds to $a.
+backup_dbjobs_once() {
+    local r=$1 port lp t0 t1 rc
+    clear_queue "$SRC"
+    port=$(free_port)
+    socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
+    lp=$!
+    BENCH_PIDS+=("$lp")
+    wait_listen "$port"
+    dbj "$SRC" submit mariabackup --server 127.0.0.1 --job-port "$port" >/dev/null 2>>"$logs/submit.log"
+    now_us t0
+    job_bg "$(job_timeout)" "$SRC" "$logs/backup-$r.log" run
+    job_wait
+    rc=$JOB_RC
+    now_us t1
+    kill "$lp" 2>/dev/null || true
+    wait "$lp" || true
+    if [ "$rc" -ne 0 ]; then
+        backup_failure "physical backup streamed to a loopback listener" "$rc" "$logs/backup-$r.log" "$SRC"
+        return 1
+    fi
+    a+=" $(secs $((t1 - t0)))"
+}
+
+# One reference pipeline backup into a fresh /dev/null listener; appends the seconds to $b.
+backup_reference_once() {
+    local r=$1 port lp t0 t1
+    port=$(free_port)
+    socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
+    lp=$!
+    BENCH_PIDS+=("$lp")
+    wait_listen "$port"
+    now_us t0
+    "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" "$port" 2>"$logs/refbackup-$r.log" ||
+        die "the reference backup failed: $(tail -3 "$logs/refbackup-$r.log")"
+    now_us t1
+    wait "$lp" || true
+    b+=" $(secs $((t1 - t0)))"
+}
+
 row_backup() {
     serves mariabackup || { skip backup "no plugin serves the mariabackup task"; return; }
-    local r port lp t0 t1 a="" b="" c="" id rc
+    local r t0 t1 a="" b="" c=""
     for ((r = 0; r < runs; r++)); do
-        clear_queue "$SRC"
-        port=$(free_port)
-        socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
-        lp=$!
-        BENCH_PIDS+=("$lp")
-        wait_listen "$port"
-        id=$(dbj "$SRC" submit mariabackup --server 127.0.0.1 --job-port "$port" 2>>"$logs/submit.log")
-        now_us t0
-        job_bg "$(job_timeout)" "$SRC" "$logs/backup-$r.log" run
-        job_wait
-        rc=$JOB_RC
-        now_us t1
-        kill "$lp" 2>/dev/null || true
-        wait "$lp" || true
-        if [ "$rc" -ne 0 ]; then
-            backup_failure "physical backup streamed to a loopback listener" "$rc" "$logs/backup-$r.log" "$SRC"
-            return
+        # A B then B A: the side that runs first in a round (right after the previous
+        # round's backups, with the server's background flushing) changes every round.
+        if ((r % 2 == 0)); then
+            backup_dbjobs_once "$r" || return
+            backup_reference_once "$r"
+        else
+            backup_reference_once "$r"
+            backup_dbjobs_once "$r" || return
         fi
-        a+=" $(secs $((t1 - t0)))"
-
-        port=$(free_port)
-        socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
-        lp=$!
-        BENCH_PIDS+=("$lp")
-        wait_listen "$port"
-        now_us t0
-        "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" "$port" 2>"$logs/refbackup-$r.log" ||
-            die "the reference backup failed: $(tail -3 "$logs/refbackup-$r.log")"
-        now_us t1
-        wait "$lp" || true
-        b+=" $(secs $((t1 - t0)))"
-
         now_us t0
         "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" null 2>"$logs/nullbackup-$r.log" ||
             die "mariadb-backup > /dev/null failed: $(tail -3 "$logs/nullbackup-$r.log")"
