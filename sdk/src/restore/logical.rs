@@ -45,7 +45,7 @@ use super::receive::{drain_padding, min_free_bytes, CountingReader, Received, Sp
 use super::Intent;
 use crate::copy::{copy_with_progress, human_bytes, human_rate, CopyError, COPY_BUFFER};
 use crate::sql::is_gtid_list;
-use crate::tool::{find_tool, ToolCommand};
+use crate::tool::{find_tool, ToolCommand, ToolExit};
 use crate::{Host, Job, Outcome, TableVariant};
 
 /// The database the filter keeps out of the replay: the node's own job queue.
@@ -582,22 +582,7 @@ fn feed_session(
         if s.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let error_line = exit
-            .stderr_tail
-            .iter()
-            .find(|l| l.contains("ERROR"))
-            .cloned()
-            .unwrap_or_else(|| exit.last_lines(3));
-        let at = client_error_line(&error_line)
-            .and_then(|n| segments.dump_line(n))
-            .map(|n| format!(" (line {n} of the dump)"))
-            .unwrap_or_default();
-        return Err(format!(
-            "the dump failed to apply after {} of {}{at}: {}: {error_line}; the server holds a partial restore: fix the cause and run the job again",
-            human_bytes(fed_so_far),
-            human_bytes(s.total),
-            exit.name
-        ));
+        return Err(apply_failure(&exit, &segments, fed_so_far, s.total));
     }
     if let Err(e) = fed {
         if s.stop.load(Ordering::SeqCst) {
@@ -688,22 +673,7 @@ fn apply(host: &Host<'_>, dump: &Path, total: u64) -> Result<Applied, String> {
     drop(input); // end of input: the client finishes and exits
     let exit = tool.wait()?;
     if !exit.success() {
-        let error_line = exit
-            .stderr_tail
-            .iter()
-            .find(|l| l.contains("ERROR"))
-            .cloned()
-            .unwrap_or_else(|| exit.last_lines(3));
-        let at = client_error_line(&error_line)
-            .and_then(|n| segments.dump_line(n))
-            .map(|n| format!(" (line {n} of the dump)"))
-            .unwrap_or_default();
-        return Err(format!(
-            "the dump failed to apply after {} of {}{at}: {}: {error_line}; the server holds a partial restore: fix the cause and run the job again",
-            human_bytes(read_so_far),
-            human_bytes(total),
-            exit.name
-        ));
+        return Err(apply_failure(&exit, &segments, read_so_far, total));
     }
     if let Some(e) = write_error {
         return Err(format!(
@@ -720,6 +690,27 @@ fn apply(host: &Host<'_>, dump: &Path, total: u64) -> Result<Applied, String> {
 }
 
 /// `N` from the client's `ERROR 1064 (42000) at line N: ...`.
+/// The job error for a client that stopped at a statement: its `ERROR ...` line, mapped back
+/// to the dump's own line number, and how far the apply got.
+fn apply_failure(exit: &ToolExit, lines: &LineMap, applied: u64, total: u64) -> String {
+    let error_line = exit
+        .stderr_tail
+        .iter()
+        .find(|l| l.contains("ERROR"))
+        .cloned()
+        .unwrap_or_else(|| exit.last_lines(3));
+    let at = client_error_line(&error_line)
+        .and_then(|n| lines.dump_line(n))
+        .map(|n| format!(" (line {n} of the dump)"))
+        .unwrap_or_default();
+    format!(
+        "the dump failed to apply after {} of {}{at}: {}: {error_line}; the server holds a partial restore: fix the cause and run the job again",
+        human_bytes(applied),
+        human_bytes(total),
+        exit.name
+    )
+}
+
 fn client_error_line(text: &str) -> Option<u64> {
     let rest = &text[text.find(" at line ")? + " at line ".len()..];
     let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
