@@ -52,12 +52,8 @@ fn target() -> MariaDb {
     node(2)
 }
 
-/// `mariadb-dump` of `server` with the options replication-manager uses, plus `extra`,
-/// gzip'd. Returns the gzip bytes and the source's `gtid_binlog_pos` at dump time.
-fn gzip_dump(server: &MariaDb, extra: &[&str]) -> (Vec<u8>, String) {
-    let gtid = server
-        .query_value("SELECT @@gtid_binlog_pos")
-        .unwrap_or_default();
+/// `mariadb-dump` of `server` with the options replication-manager uses, plus `extra`.
+fn sql_dump(server: &MariaDb, extra: &[&str]) -> Vec<u8> {
     let out = Command::new(mariadb_tool("mariadb-dump"))
         .arg("--no-defaults")
         .arg(format!("--socket={}", server.socket().display()))
@@ -78,9 +74,22 @@ fn gzip_dump(server: &MariaDb, extra: &[&str]) -> (Vec<u8>, String) {
         "mariadb-dump failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
+}
+
+/// `bytes` gzip'd, as replication-manager sends a dump.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&out.stdout).unwrap();
-    (gz.finish().unwrap(), gtid)
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// [`sql_dump`] gzip'd, and the source's `gtid_binlog_pos` at dump time.
+fn gzip_dump(server: &MariaDb, extra: &[&str]) -> (Vec<u8>, String) {
+    let gtid = server
+        .query_value("SELECT @@gtid_binlog_pos")
+        .unwrap_or_default();
+    (gzip(&sql_dump(server, extra)), gtid)
 }
 
 /// Every object of [`source`] exists on `server`, and the view shows what it shows on `src`.
@@ -422,28 +431,9 @@ fn a_bad_statement_in_a_table_section_fails_with_its_dump_line() {
     let backup = tempfile::tempdir().unwrap();
     let d = inbound_dbjobs(&dst, plugins.path(), backup.path()).set("apply_parallel", "3");
     // The plain dump, with a broken statement after the data of logs.l.
-    let out = Command::new(mariadb_tool("mariadb-dump"))
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", src.socket().display()))
-        .args([
-            "-uroot",
-            "--gtid",
-            "--master-data",
-            "--single-transaction",
-            "--routines",
-            "--events",
-            "--triggers",
-            "--databases",
-            "app",
-            "shop",
-            "crm",
-            "logs",
-        ])
-        .output()
-        .expect("run mariadb-dump");
-    assert!(out.status.success());
+    let dump = sql_dump(&src, &["--databases", "app", "shop", "crm", "logs"]);
     // Split by bytes: the BLOB of shop.m is dumped as raw bytes, not UTF-8.
-    let mut lines: Vec<&[u8]> = out.stdout.split_inclusive(|b| *b == b'\n').collect();
+    let mut lines: Vec<&[u8]> = dump.split_inclusive(|b| *b == b'\n').collect();
     let marker = lines
         .iter()
         .position(|l| l.starts_with(b"-- Dumping data for table `l`"))
@@ -455,9 +445,7 @@ fn a_bad_statement_in_a_table_section_fails_with_its_dump_line() {
             .unwrap();
     lines.insert(unlock + 1, b"SELEC broken;\n");
     let bad_line = unlock + 2; // 1-based
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&lines.concat()).unwrap();
-    let bad = gz.finish().unwrap();
+    let bad = gzip(&lines.concat());
     let gtid_before = dst.query_value("SELECT @@gtid_slave_pos");
 
     let (row, out) = run_inbound(&d, &dst, "reseedmysqldump", &bad, WAIT);
