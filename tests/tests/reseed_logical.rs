@@ -261,10 +261,7 @@ fn broken_transfers_leave_the_target_untouched() {
 
     // 3. A complete stream whose SQL fails: the client's error, at the dump's line, is the
     //    job's result.
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(b"-- a dump\nSELECT 1;\nSELEC broken;\nSELECT 2;\n")
-        .unwrap();
-    let bad = gz.finish().unwrap();
+    let bad = gzip(b"-- a dump\nSELECT 1;\nSELEC broken;\nSELECT 2;\n");
     let (row, out) = run_inbound(&d, &dst, "reseedmysqldump", &bad, WAIT);
     assert!(!out.status.success());
     let result = row.result.unwrap_or_default();
