@@ -17,6 +17,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
+/// The size asked for the stdout pipe of a tool (Linux's default `pipe-max-size`, so an
+/// unprivileged process gets it too).
+pub const PIPE_SIZE: i32 = 1 << 20;
+
+/// Best effort: ask for a [`PIPE_SIZE`] pipe buffer (`F_SETPIPE_SZ`); the default stays when
+/// the kernel refuses.
+fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on a file descriptor we own; F_SETPIPE_SZ only changes the buffer size.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
+    }
+}
+
 /// How many stderr lines a [`ToolExit`] keeps.
 pub const STDERR_TAIL_LINES: usize = 40;
 
@@ -185,8 +198,14 @@ pub struct RunningTool {
 
 impl RunningTool {
     /// The tool's stdout pipe (once), when built with [`ToolCommand::piped_stdout`].
+    ///
+    /// The pipe is enlarged to [`PIPE_SIZE`] where the kernel allows it: with the default
+    /// 64 KiB, a tool streaming gigabytes (a backup) and the copy loop reading it wake each
+    /// other up every 64 KiB.
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.child.as_mut().and_then(|c| c.stdout.take())
+        let out = self.child.as_mut().and_then(|c| c.stdout.take())?;
+        enlarge_pipe(&out);
+        Some(out)
     }
 
     /// The tool's stdin pipe (once), when built with [`ToolCommand::piped_stdin`].
