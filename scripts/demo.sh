@@ -101,7 +101,7 @@ echo "== the job table"
 dbjobs jobs 2>/dev/null
 echo
 echo "== what replication-manager's listeners received"
-ls -l "$work/backup.xbstream" "$work/received-error.log" | awk '{print $5, $9}'
+for f in "$work/backup.xbstream" "$work/received-error.log"; do echo "$(stat -c %s "$f") bytes  $f"; done
 mkdir "$work/extracted"
 mbstream -x -C "$work/extracted" <"$work/backup.xbstream"
 echo "backup extracts to $(find "$work/extracted" -type f | wc -l) files; position: $(cat "$work/extracted/xtrabackup_binlog_info" 2>/dev/null)"

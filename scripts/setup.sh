@@ -31,12 +31,22 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
 if ! command -v cargo >/dev/null 2>&1; then
-    if [ -x "$HOME/.cargo/bin/cargo" ]; then
-        export PATH="$HOME/.cargo/bin:$PATH"
-    else
+    # Debian's own cargo is older than the 1.89 the workspace needs: use rustup's stable.
+    if [ "$(id -u)" -ne 0 ]; then
         echo "setup: cargo is missing: install Rust 1.89 or newer (https://rustup.rs), then run this again" >&2
         exit 1
     fi
+    echo "setup: installing Rust (stable, minimal profile) with rustup"
+    export DEBIAN_FRONTEND=noninteractive
+    command -v curl >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq --no-install-recommends curl ca-certificates >/dev/null; }
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs -o /tmp/rustup-init.sh ||
+        { echo "setup: cannot download rustup; install Rust 1.89 or newer by hand, then run this again" >&2; exit 1; }
+    sh /tmp/rustup-init.sh -y --profile minimal --default-toolchain stable >/dev/null
+    rm -f /tmp/rustup-init.sh
+    export PATH="$HOME/.cargo/bin:$PATH"
 fi
 echo "setup: $(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version), $(cargo --version)"
