@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 scripts/setup.sh >/dev/null
+export PATH="$HOME/.cargo/bin:$PATH" # where setup.sh puts Rust when it had to install it
 
 echo "== building"
 cargo build --quiet

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH" # where setup.sh puts Rust when it had to install it
 
 # The end-to-end tests load the plugin .so files and run the dbjobs binary from target/debug,
 # so everything is built first.
