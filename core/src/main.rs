@@ -203,13 +203,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             install_signal_handlers(&env)?;
             // Fail fast on a wrong configuration; later connection losses are retried.
             let (registry, queue) = load_and_connect(&dirs, &env)?;
-            drop(queue);
             log::info!(
                 "daemon started: {} task(s), a pass every {} ms",
                 registry.task_names().count(),
                 interval.as_millis()
             );
-            if runner::run_daemon(&registry, &env, interval) > 0 {
+            if runner::run_daemon(&registry, &env, queue, interval) > 0 {
                 return Err(Failure::Jobs);
             }
             Ok(())

@@ -231,10 +231,11 @@ fn run_locked(
 }
 
 /// Repeat passes every `interval` until a stop is requested; a pass that fails (server down)
-/// is logged and retried with a fresh session. Returns the number of failed jobs.
-pub fn run_daemon(registry: &Registry, env: &HostEnv, interval: Duration) -> usize {
+/// is logged and retried with a fresh session. `queue` is the session opened at start-up.
+/// Returns the number of failed jobs.
+pub fn run_daemon(registry: &Registry, env: &HostEnv, queue: Queue, interval: Duration) -> usize {
     let mut failed = 0;
-    let mut queue: Option<Mutex<Queue>> = None;
+    let mut queue: Option<Mutex<Queue>> = Some(Mutex::new(queue));
     while !env.stop_requested() {
         if queue.is_none() {
             match Queue::open(&env.connection) {

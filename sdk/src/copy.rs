@@ -55,6 +55,30 @@ pub fn copy_with_progress<R: Read + ?Sized, W: Write + ?Sized>(
     Ok(total)
 }
 
+/// A reader that fails with "the job was cancelled" once `cancelled()` says so, checked
+/// before every read: wrapped around the source of [`copy_with_progress`], it lets a long
+/// stream stop at the operator's request (the caller then kills whatever produced it).
+pub struct Cancellable<R, F> {
+    inner: R,
+    cancelled: F,
+}
+
+impl<R: Read, F: Fn() -> bool> Cancellable<R, F> {
+    /// Wrap `inner`; `cancelled` is e.g. `|| host.cancelled()`.
+    pub fn new(inner: R, cancelled: F) -> Self {
+        Cancellable { inner, cancelled }
+    }
+}
+
+impl<R: Read, F: Fn() -> bool> Read for Cancellable<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if (self.cancelled)() {
+            return Err(io::Error::other("the job was cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
 /// Where a copy failed, and after how many bytes.
 #[derive(Debug)]
 pub enum CopyError {

@@ -29,13 +29,12 @@
 //!
 //! Settings: `backup_tool`, `connect_timeout`, `send_timeout`.
 
-use std::io::{self, Read};
 use std::net::Shutdown;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use dbjobs_sdk::copy::{copy_with_progress, human_bytes, human_rate, CopyError};
+use dbjobs_sdk::copy::{copy_with_progress, human_bytes, human_rate, Cancellable, CopyError};
 use dbjobs_sdk::net::connect_to_manager;
 use dbjobs_sdk::tool::{find_tool, ToolCommand};
 use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo, TableVariant};
@@ -112,10 +111,7 @@ impl Plugin for Xtrabackup {
         let mut stdout = running.take_stdout().ok_or("the tool has no stdout pipe")?;
 
         let start = Instant::now();
-        let mut source = Cancellable {
-            inner: &mut stdout,
-            host,
-        };
+        let mut source = Cancellable::new(&mut stdout, || host.cancelled());
         // host.progress() never blocks (the host writes the row from a thread of its own), so
         // reporting from the copy loop cannot stall the stream while the tool holds its backup
         // lock, which also blocks writes to the job row.
@@ -311,22 +307,6 @@ pub fn parse_position(line: &str) -> Option<BinlogPosition> {
         position: position.to_string(),
         gtid: gtid.to_string(),
     })
-}
-
-/// A reader that fails once the operator cancelled the job, so the copy loop stops and the
-/// tool is killed.
-struct Cancellable<'a, 'h, R> {
-    inner: &'a mut R,
-    host: &'a Host<'h>,
-}
-
-impl<R: Read> Read for Cancellable<'_, '_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.host.cancelled() {
-            return Err(io::Error::other("the job was cancelled"));
-        }
-        self.inner.read(buf)
-    }
 }
 
 export_plugin!(Xtrabackup);

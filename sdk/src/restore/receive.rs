@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::copy::human_bytes;
+use crate::copy::{human_bytes, Cancellable};
 use crate::net::{OneShotListener, PeerFilter};
 use crate::{Host, Job};
 
@@ -115,18 +115,16 @@ pub fn accept(job: &Job, host: &Host<'_>) -> Result<Received, String> {
 /// A reader that counts the bytes it delivered, stops when the job is cancelled, and turns
 /// a read timeout into an error that says the sender went silent.
 pub struct CountingReader<'h, R> {
-    inner: R,
+    inner: Cancellable<R, Box<dyn Fn() -> bool + 'h>>,
     count: u64,
-    cancelled: Box<dyn Fn() -> bool + 'h>,
 }
 
 impl<'h, R: Read> CountingReader<'h, R> {
     /// Wrap `inner`; `cancelled` (e.g. `|| host.cancelled()`) is asked before each read.
     pub fn new(inner: R, cancelled: impl Fn() -> bool + 'h) -> Self {
         CountingReader {
-            inner,
+            inner: Cancellable::new(inner, Box::new(cancelled)),
             count: 0,
-            cancelled: Box::new(cancelled),
         }
     }
 
@@ -138,9 +136,6 @@ impl<'h, R: Read> CountingReader<'h, R> {
 
 impl<R: Read> Read for CountingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if (self.cancelled)() {
-            return Err(io::Error::other("the job was cancelled"));
-        }
         match self.inner.read(buf) {
             Ok(n) => {
                 self.count += n as u64;
