@@ -397,7 +397,7 @@ backup_dbjobs_once() {
     local r=$1 port lp t0 t1 rc
     clear_queue "$SRC"
     port=$(free_port)
-    socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
+    socat -b 131072 -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
     lp=$!
     BENCH_PIDS+=("$lp")
     wait_listen "$port"
@@ -416,43 +416,63 @@ backup_dbjobs_once() {
     a+=" $(secs $((t1 - t0)))"
 }
 
-# One reference pipeline backup into a fresh /dev/null listener; appends the seconds to $b.
+# The xtrabackup plugin's default --log-copy-interval (DEFAULT_LOG_COPY_INTERVAL_MS): the
+# references get the same tool options as the job, so the rows compare the streaming.
+PLUGIN_LOG_COPY_INTERVAL=100
+
+# One reference pipeline backup into a fresh /dev/null listener; appends the seconds to the
+# variable named VAR. INTERVAL is the tool's --log-copy-interval ("" = its default).
+# backup_reference_once ROUND VAR INTERVAL
 backup_reference_once() {
-    local r=$1 port lp t0 t1
+    local r=$1 var=$2 interval=$3 port lp t0 t1
     port=$(free_port)
-    socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
+    socat -b 131072 -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
     lp=$!
     BENCH_PIDS+=("$lp")
     wait_listen "$port"
     now_us t0
-    "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" "$port" 2>"$logs/refbackup-$r.log" ||
-        die "the reference backup failed: $(tail -3 "$logs/refbackup-$r.log")"
+    "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" "$port" $interval 2>"$logs/refbackup-$var-$r.log" ||
+        die "the reference backup failed: $(tail -3 "$logs/refbackup-$var-$r.log")"
     now_us t1
     wait "$lp" || true
-    b+=" $(secs $((t1 - t0)))"
+    printf -v "$var" '%s %s' "${!var}" "$(secs $((t1 - t0)))"
+}
+
+# The backup tool alone into /dev/null, with the plugin's options; appends the seconds to $c.
+backup_null_once() {
+    local r=$1 t0 t1
+    now_us t0
+    "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" null "$PLUGIN_LOG_COPY_INTERVAL" 2>"$logs/nullbackup-$r.log" ||
+        die "mariadb-backup > /dev/null failed: $(tail -3 "$logs/nullbackup-$r.log")"
+    now_us t1
+    c+=" $(secs $((t1 - t0)))"
 }
 
 row_backup() {
     serves mariabackup || { skip backup "no plugin serves the mariabackup task"; return; }
-    local r t0 t1 a="" b="" c=""
+    local r i side a="" b="" c="" d=""
+    local sides=(dbjobs reference null cron)
+    # One untimed backup first: the first one after the data was generated reads a cold
+    # page cache and was the slowest sample of every side that happened to run first.
+    "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" null 2>"$logs/warmup-backup.log" ||
+        die "mariadb-backup > /dev/null failed: $(tail -3 "$logs/warmup-backup.log")"
     for ((r = 0; r < runs; r++)); do
-        # A B then B A: the side that runs first in a round (right after the previous
-        # round's backups, with the server's background flushing) changes every round.
-        if ((r % 2 == 0)); then
-            backup_dbjobs_once "$r" || return
-            backup_reference_once "$r"
-        else
-            backup_reference_once "$r"
-            backup_dbjobs_once "$r" || return
-        fi
-        now_us t0
-        "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" null 2>"$logs/nullbackup-$r.log" ||
-            die "mariadb-backup > /dev/null failed: $(tail -3 "$logs/nullbackup-$r.log")"
-        now_us t1
-        c+=" $(secs $((t1 - t0)))"
+        # The four sides in a rotated order each round (a Latin square over four rounds):
+        # the side that runs right after the previous one's backup (with the server's
+        # background flushing) changes every round.
+        for ((i = 0; i < 4; i++)); do
+            side=${sides[$(((r + i) % 4))]}
+            case $side in
+            dbjobs) backup_dbjobs_once "$r" || return ;;
+            reference) backup_reference_once "$r" b "$PLUGIN_LOG_COPY_INTERVAL" ;;
+            null) backup_null_once "$r" ;;
+            cron) backup_reference_once "$r" d "" ;;
+            esac
+        done
     done
     record "physical backup streamed to a loopback listener" "s" "$a" "$b" "<=" 1.0
     record "same, dbjobs vs \`mariadb-backup > /dev/null\`" "s" "$a" "$c" "<=" 1.05
+    record "same, dbjobs vs the cron script's command (tool defaults)" "s" "$a" "$d" "-" "-"
     local sent inside="" l1 l2
     sent=$(grep -o 'backup sent to [^;]*' "$logs/backup-0.log" | head -1 || true)
     # The job's own time (its log's "started" -> "succeeded" lines), to tell the job from
@@ -464,7 +484,7 @@ row_backup() {
             inside+=" $(($(log_ms "$l2") - $(log_ms "$l1")))"
         fi
     done
-    say "- backup: dbjobs = \`dbjobs run\` of a \`mariabackup\` row (process start, claim, tool, copy into the socket, row writes), the listener \`socat -u TCP-LISTEN OPEN:/dev/null\`; reference = scripts/bench/ref-backup.sh (\`mariadb-backup --backup --stream=xbstream | socat -b 131072 -u stdio TCP:..\`, same backup options as the plugin, no queue work); third = the same tool into /dev/null. dbjobs reported: ${sent:-?}. The job itself (its log, \"started\" -> \"succeeded\"): $(tr ' ' '\n' <<<"$inside" | awk NF | stats | cut -d' ' -f1-3 | awk '{ printf "median %s ms (%s-%s)", $1, $2, $3 }')."
+    say "- backup: dbjobs = \`dbjobs run\` of a \`mariabackup\` row (process start, claim, tool, \`splice\` of its stdout into the socket, row writes), the listener \`socat -b 131072 -u TCP-LISTEN OPEN:/dev/null\` (the same for every streaming side); reference = scripts/bench/ref-backup.sh (\`mariadb-backup --backup --stream=xbstream | socat -b 131072 -u stdio TCP:..\`, the same tool options as the plugin, including its \`--log-copy-interval=$PLUGIN_LOG_COPY_INTERVAL\`, no queue work); third = the same tool into /dev/null; fourth = the cron script's command as it is (the tool's default \`--log-copy-interval\` of 1000 ms) into socat. The four sides run in a rotated order each round, after one untimed warm-up backup. dbjobs reported: ${sent:-?}. The job itself (its log, \"started\" -> \"succeeded\"): $(tr ' ' '\n' <<<"$inside" | awk NF | stats | cut -d' ' -f1-3 | awk '{ printf "median %s ms (%s-%s)", $1, $2, $3 }')."
 }
 
 # --- row: receive + decompress a gzip'd dump to a sink -----------------------------------------
