@@ -26,7 +26,7 @@ use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::copy::{copy_with_progress, human_bytes, human_rate};
+use crate::copy::{copy_with_progress, human_bytes, human_rate, Cancellable};
 use crate::net::connect_to_manager;
 use crate::{Host, Job, Outcome};
 
@@ -418,7 +418,7 @@ fn send_file(
     total: u64,
 ) -> Result<u64, String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut reader = Cancellable { inner: file, host };
+    let mut reader = Cancellable::new(file, || host.cancelled());
     copy_with_progress(&mut reader, stream, |n| {
         host.progress(&format!(
             "sent {} of {}",
@@ -427,21 +427,6 @@ fn send_file(
         ))
     })
     .map_err(|e| e.to_string())
-}
-
-/// A reader that fails once the operator cancelled the job, so a long send stops.
-struct Cancellable<'h, 'a, R> {
-    inner: R,
-    host: &'h Host<'a>,
-}
-
-impl<R: Read> Read for Cancellable<'_, '_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.host.cancelled() {
-            return Err(io::Error::other("cancelled"));
-        }
-        self.inner.read(buf)
-    }
 }
 
 /// End the stream: shut the sending side down (the peer sees the end of the data), then wait
