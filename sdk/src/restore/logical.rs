@@ -754,7 +754,7 @@ impl LineMap {
 
 /// The line filter of the replay: skips the job queue's database, and notes the position
 /// the dump sets.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DumpFilter {
     skipping: bool,
     /// `gtid_slave_pos` from `SET GLOBAL gtid_slave_pos='...'`.
@@ -765,18 +765,29 @@ pub struct DumpFilter {
     pub binlog_pos: Option<String>,
 }
 
-/// Lines longer than this are data (`INSERT` with many rows) and never markers.
-const MARKER_MAX: usize = 4096;
+/// Lines longer than this are data (`INSERT` with many rows) and never markers: the filter
+/// and the [`dump_plan`] look at the text of shorter lines only, so a line can be judged from
+/// its first `MARKER_MAX + 1` bytes and its length, without holding a data line of many MiB.
+pub(crate) const MARKER_MAX: usize = 4096;
 
 impl DumpFilter {
     /// Whether to feed `line` (with its newline) to the client.
     pub fn keep(&mut self, line: &[u8]) -> bool {
+        self.keep_head(line, line.len() as u64)
+    }
+
+    /// [`keep`](Self::keep) for a line of `len` bytes (with its newline) of which only `head`
+    /// is at hand: the whole line when `len` is at most `MARKER_MAX` (4096), else at least
+    /// its first `MARKER_MAX + 1` bytes. A line streaming by (the receive builds the plan while
+    /// decompressing) is judged the same as a whole one, without buffering it.
+    pub fn keep_head(&mut self, head: &[u8], len: u64) -> bool {
+        debug_assert!(head.len() as u64 == len || head.len() > MARKER_MAX);
         // Long lines and the rows of an extended INSERT (`(1,'a'),`) are data, never one of
         // the lines looked for (whose text a row may well contain).
-        if line.len() > MARKER_MAX || line.first() == Some(&b'(') {
+        if len > MARKER_MAX as u64 || head.first() == Some(&b'(') {
             return !self.skipping;
         }
-        let text = String::from_utf8_lossy(line);
+        let text = String::from_utf8_lossy(head);
         let t = text.trim();
         if let Some(db) = t.strip_prefix("-- Current Database: ") {
             self.skipping = names_queue(db);
