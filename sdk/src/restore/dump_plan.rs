@@ -254,8 +254,8 @@ impl PlanBuilder {
     /// Feed the next bytes of the dump, cut anywhere (a line may span many chunks, or a
     /// chunk hold many lines): what the receive calls on each decompressed buffer. Of a line
     /// that spans chunks only its first `MARKER_MAX + 1` (4097) bytes are kept (the line
-    /// logic looks at no more), so a data line of many MiB costs no memory. [`finish`](Self::finish) takes a
-    /// last line without a newline.
+    /// logic looks at no more), so a data line of many MiB costs no memory.
+    /// [`finish`](Self::finish) takes a last line without a newline.
     pub fn feed(&mut self, mut chunk: &[u8]) {
         while !chunk.is_empty() {
             let (piece, ends) = match newline(chunk) {
@@ -673,6 +673,9 @@ SET GLOBAL gtid_slave_pos='0-1-13';
 -- Dump completed on 2026-11-26  8:44:36
 ";
 
+    /// A dump whose section ends inside a `DELIMITER ;;` block: not planned.
+    const DELIMITED: &str = "-- Current Database: `a`\nUSE `a`;\n-- Table structure for table `t`\nDELIMITER ;;\nSELECT 1;;\n-- Table structure for table `u`\nSELECT 2;\n";
+
     fn plan(text: &str) -> Result<DumpPlan, String> {
         let mut b = PlanBuilder::default();
         for line in text.split_inclusive('\n') {
@@ -816,9 +819,12 @@ SET GLOBAL gtid_slave_pos='0-1-13';
             );
         }
         // The same for a dump that is refused: the same reason, the same line number.
-        let delim = "-- Current Database: `a`\nUSE `a`;\n-- Table structure for table `t`\nDELIMITER ;;\nSELECT 1;;\n-- Table structure for table `u`\nSELECT 2;\n";
         for size in 1..=8 {
-            assert_eq!(plan_fed(delim.as_bytes(), size), plan(delim), "{size}");
+            assert_eq!(
+                plan_fed(DELIMITED.as_bytes(), size),
+                plan(DELIMITED),
+                "{size}"
+            );
         }
     }
 
@@ -962,8 +968,7 @@ USE `mysql`;
         let single = "-- Table structure for table `t`\nCREATE TABLE `t` (`a` int);\n";
         assert!(plan(single).unwrap_err().contains("before any"));
         // A section ending inside a DELIMITER ;; block.
-        let delim = "-- Current Database: `a`\nUSE `a`;\n-- Table structure for table `t`\nDELIMITER ;;\nSELECT 1;;\n-- Table structure for table `u`\nSELECT 2;\n";
-        assert!(plan(delim).unwrap_err().contains("DELIMITER ;;"));
+        assert!(plan(DELIMITED).unwrap_err().contains("DELIMITER ;;"));
         // Tables of a database whose section has no USE.
         let nouse = "-- Current Database: `a`\n-- Table structure for table `t`\nSELECT 1;\n";
         assert!(plan(nouse).unwrap_err().contains("no USE"));
