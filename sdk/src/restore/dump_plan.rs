@@ -43,15 +43,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::Path;
 
-use super::logical::DumpFilter;
+use super::logical::{DumpFilter, MARKER_MAX};
 use crate::copy::COPY_BUFFER;
 use crate::sql::is_system_schema;
 
-/// Lines longer than this are data (`INSERT` with many rows) and never markers.
-const MARKER_MAX: usize = 4096;
+/// How much of a line [`PlanBuilder::feed`] keeps while the rest of it streams by: enough to
+/// tell a line longer than [`MARKER_MAX`] (whose text nothing looks at) from a shorter one.
+const HEAD: usize = MARKER_MAX + 1;
 
 /// A run of consecutive kept lines of the staged dump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +96,7 @@ impl Unit {
 }
 
 /// The plan of a parallel restore (see the module documentation).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DumpPlan {
     /// The header's SET statements, replayed first in every session of the table and the
     /// final phases.
@@ -147,7 +148,9 @@ struct TableSection {
     references: Vec<(String, String)>,
 }
 
-/// Builds a [`DumpPlan`] from the dump's lines, fed in order (one sequential read).
+/// Builds a [`DumpPlan`] from the dump, fed in order: line by line ([`PlanBuilder::line`]) or
+/// in chunks of any size ([`PlanBuilder::feed`], as the receive decompresses the stream), so
+/// the plan needs no read of its own of the staged file.
 pub struct PlanBuilder {
     filter: DumpFilter,
     offset: u64,
@@ -165,6 +168,10 @@ pub struct PlanBuilder {
     rest_db: Option<usize>,
     /// Why the dump is not recognised, once known.
     refused: Option<String>,
+    /// The first bytes (at most [`HEAD`]) of the line [`PlanBuilder::feed`] is in the middle of.
+    partial: Vec<u8>,
+    /// The length so far of that line (0: no line begun).
+    partial_len: u64,
 }
 
 impl Default for PlanBuilder {
@@ -184,6 +191,8 @@ impl Default for PlanBuilder {
             tables: Vec::new(),
             rest_db: None,
             refused: None,
+            partial: Vec::new(),
+            partial_len: 0,
         }
     }
 }
@@ -226,17 +235,71 @@ fn references_in(line: &str, db: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The index of the first newline in `bytes`.
+fn newline(bytes: &[u8]) -> Option<usize> {
+    // libc's memchr (vectorised in glibc; `libc` is already a dependency) rather than a
+    // byte-by-byte search: every byte of the dump goes through here, many MiB per second.
+    // SAFETY: memchr reads at most `bytes.len()` bytes from the start of `bytes`, all valid;
+    // a non-null result points into `bytes`, so the subtraction is its index.
+    let p = unsafe { libc::memchr(bytes.as_ptr().cast(), i32::from(b'\n'), bytes.len()) };
+    (!p.is_null()).then(|| p as usize - bytes.as_ptr() as usize)
+}
+
 impl PlanBuilder {
     /// Feed the next line of the dump (with its newline, if it has one).
     pub fn line(&mut self, line: &[u8]) {
+        self.line_head(line, line.len() as u64);
+    }
+
+    /// Feed the next bytes of the dump, cut anywhere (a line may span many chunks, or a
+    /// chunk hold many lines): what the receive calls on each decompressed buffer. Of a line
+    /// that spans chunks only its first `MARKER_MAX + 1` (4097) bytes are kept (the line
+    /// logic looks at no more), so a data line of many MiB costs no memory.
+    /// [`finish`](Self::finish) takes a last line without a newline.
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            let (piece, ends) = match newline(chunk) {
+                Some(i) => (&chunk[..=i], true),
+                None => (chunk, false),
+            };
+            chunk = &chunk[piece.len()..];
+            if ends && self.partial_len == 0 {
+                // A whole line within the chunk, the common case: no copy.
+                self.line(piece);
+                continue;
+            }
+            let room = HEAD.saturating_sub(self.partial.len());
+            self.partial
+                .extend_from_slice(&piece[..piece.len().min(room)]);
+            self.partial_len += piece.len() as u64;
+            if ends {
+                self.end_partial();
+            }
+        }
+    }
+
+    /// Hand the line [`feed`](Self::feed) gathered to the line logic.
+    fn end_partial(&mut self) {
+        let head = std::mem::take(&mut self.partial);
+        self.line_head(&head, self.partial_len);
+        self.partial = head;
+        self.partial.clear();
+        self.partial_len = 0;
+    }
+
+    /// The line logic, for a line of `len` bytes (with its newline, if it has one) of which
+    /// `head` is the whole when `len` is at most [`MARKER_MAX`], else at least the first
+    /// [`HEAD`] bytes: the text of longer lines is never looked at, only their first byte.
+    fn line_head(&mut self, head: &[u8], len: u64) {
+        debug_assert!(head.len() as u64 == len || head.len() >= HEAD);
         let start = self.offset;
-        self.offset += line.len() as u64;
+        self.offset += len;
         self.line_no += 1;
         // Data lines (`(1,'a'),` rows and `INSERT INTO` heads) are most of a dump and never
         // markers, USE, DELIMITER, header or CONSTRAINT lines: skip the text work for them.
-        let short = line.len() <= MARKER_MAX && !matches!(line.first(), Some(b'(' | b'I'));
+        let short = len <= MARKER_MAX as u64 && !matches!(head.first(), Some(b'(' | b'I'));
         if short && self.refused.is_none() {
-            let text = String::from_utf8_lossy(line);
+            let text = String::from_utf8_lossy(head);
             let t = text.trim();
             if t.starts_with("-- ") {
                 self.marker(t);
@@ -249,11 +312,11 @@ impl PlanBuilder {
                 }
             }
         }
-        if !self.filter.keep(line) {
+        if !self.filter.keep_head(head, len) {
             self.plan.skipped_lines += 1;
             return;
         }
-        self.plan.kept_bytes += line.len() as u64;
+        self.plan.kept_bytes += len;
         let lone = Span {
             start,
             end: self.offset,
@@ -268,7 +331,7 @@ impl PlanBuilder {
             _ => self.spans.push(lone),
         }
         if short && matches!(self.kind, Kind::Database(_) | Kind::Header) {
-            let text = String::from_utf8_lossy(line);
+            let text = String::from_utf8_lossy(head);
             let t = text.trim();
             if let Kind::Database(db) = self.kind {
                 if t.starts_with("USE ") && self.dbs[db].use_line.is_none() {
@@ -392,6 +455,9 @@ impl PlanBuilder {
 
     /// The plan, or why the dump is not one whose tables can be applied in parallel.
     pub fn finish(mut self) -> Result<DumpPlan, String> {
+        if self.partial_len > 0 {
+            self.end_partial(); // a last line without a newline
+        }
         self.close();
         if let Some(why) = self.refused {
             return Err(why);
@@ -457,22 +523,22 @@ impl PlanBuilder {
     }
 }
 
-/// Build the plan of the staged dump at `path` in one sequential read. The outer error is an
-/// I/O error; the inner one says why the dump cannot be applied in parallel.
+/// Build the plan of a dump already staged at `path`, in one sequential read. The restore
+/// builds its plan while receiving instead ([`PlanBuilder::feed`]); this is for a dump that
+/// is on disk already. The outer error is an I/O error; the inner one says why the dump
+/// cannot be applied in parallel.
 pub fn plan_file(path: &Path) -> Result<Result<DumpPlan, String>, String> {
-    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut reader = BufReader::with_capacity(COPY_BUFFER, file);
+    let mut file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut builder = PlanBuilder::default();
-    let mut line = Vec::new();
+    let mut buf = vec![0u8; COPY_BUFFER];
     loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        builder.line(&line);
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        builder.feed(&buf[..n]);
     }
     Ok(builder.finish())
 }
@@ -607,6 +673,9 @@ SET GLOBAL gtid_slave_pos='0-1-13';
 -- Dump completed on 2026-11-26  8:44:36
 ";
 
+    /// A dump whose section ends inside a `DELIMITER ;;` block: not planned.
+    const DELIMITED: &str = "-- Current Database: `a`\nUSE `a`;\n-- Table structure for table `t`\nDELIMITER ;;\nSELECT 1;;\n-- Table structure for table `u`\nSELECT 2;\n";
+
     fn plan(text: &str) -> Result<DumpPlan, String> {
         let mut b = PlanBuilder::default();
         for line in text.split_inclusive('\n') {
@@ -730,6 +799,124 @@ SET GLOBAL gtid_slave_pos='0-1-13';
         assert_eq!(p.kept_bytes, kept);
     }
 
+    /// The plan of `dump` fed in chunks of `size` bytes.
+    fn plan_fed(dump: &[u8], size: usize) -> Result<DumpPlan, String> {
+        let mut b = PlanBuilder::default();
+        for chunk in dump.chunks(size) {
+            b.feed(chunk);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn chunks_of_any_size_give_the_plan_of_the_lines() {
+        let by_line = plan(DUMP).unwrap();
+        for size in (1..=64).chain([DUMP.len()]) {
+            assert_eq!(
+                plan_fed(DUMP.as_bytes(), size),
+                Ok(by_line.clone()),
+                "{size}"
+            );
+        }
+        // The same for a dump that is refused: the same reason, the same line number.
+        for size in 1..=8 {
+            assert_eq!(
+                plan_fed(DELIMITED.as_bytes(), size),
+                plan(DELIMITED),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_lines_fed_in_pieces_give_the_plan_of_the_lines() {
+        // Lines about MARKER_MAX long, in a table section and in the queue's (skipped)
+        // section: a `REFERENCES` that counts at MARKER_MAX bytes and not one byte beyond, a
+        // 100 KiB INSERT and a 100 KiB row, the dump ending in a long line without newline.
+        let pad = |text: &str, len: usize| format!("{text}{}\n", " ".repeat(len - text.len() - 1));
+        let dump = [
+            "-- Current Database: `a`\nUSE `a`;\n-- Table structure for table `c`\n".to_string(),
+            pad(
+                "  CONSTRAINT `f` FOREIGN KEY (`x`) REFERENCES `p` (`id`)",
+                MARKER_MAX,
+            ),
+            "-- Table structure for table `d`\n".to_string(),
+            pad(
+                "  CONSTRAINT `f` FOREIGN KEY (`x`) REFERENCES `q` (`id`)",
+                MARKER_MAX + 1,
+            ),
+            format!(
+                "INSERT INTO `d` VALUES {};\n",
+                "(1,'-- Current Database: `b`'),".repeat(3500)
+            ),
+            "-- Table structure for table `p`\nCREATE TABLE `p` (`id` int);\n".to_string(),
+            "-- Table structure for table `q`\nCREATE TABLE `q` (`id` int);\n".to_string(),
+            format!("({});\n", "2,".repeat(50_000)),
+            "-- Current Database: `replication_manager_schema`\n".to_string(),
+            "USE `replication_manager_schema`;\n".to_string(),
+            pad("INSERT INTO `jobs` VALUES (1);", MARKER_MAX + 1),
+            format!("({});\n", "3,".repeat(50_000)),
+            "-- Current Database: `b`\nUSE `b`;\n-- Table structure for table `t`\n".to_string(),
+            format!("INSERT INTO `t` VALUES {};", "(4),".repeat(30_000)),
+        ]
+        .concat();
+        let by_line = plan(&dump).unwrap();
+        let tables: Vec<Vec<String>> = by_line.units.iter().map(|u| u.tables.clone()).collect();
+        assert!(
+            tables.contains(&vec!["a.c".to_string(), "a.p".to_string()]),
+            "{tables:?}"
+        );
+        assert!(tables.contains(&vec!["a.q".to_string()]), "{tables:?}");
+        assert_eq!(by_line.skipped_lines, 4);
+        let last = by_line
+            .units
+            .iter()
+            .flat_map(|u| &u.spans)
+            .map(|s| s.end)
+            .max();
+        assert_eq!(last, Some(dump.len() as u64));
+        for size in [
+            1,
+            2,
+            3,
+            7,
+            100,
+            MARKER_MAX,
+            HEAD,
+            HEAD + 1,
+            65_536,
+            dump.len(),
+        ] {
+            assert_eq!(
+                plan_fed(dump.as_bytes(), size),
+                Ok(by_line.clone()),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_last_line_without_newline_is_planned() {
+        let dump = DUMP.trim_end_matches('\n');
+        let by_line = plan(dump).unwrap();
+        assert!(text(dump, &by_line.rest).ends_with("-- Dump completed on 2026-11-26  8:44:36"));
+        let lines = dump.split_inclusive('\n').count() as u64;
+        let last = by_line.rest.last().unwrap();
+        assert_eq!(last.first_line + last.lines - 1, lines);
+        for size in [1, 5, 64, dump.len()] {
+            assert_eq!(
+                plan_fed(dump.as_bytes(), size),
+                Ok(by_line.clone()),
+                "{size}"
+            );
+        }
+        let path = std::env::temp_dir().join(format!("dbjobs-plan-{}.sql", std::process::id()));
+        std::fs::write(&path, dump).unwrap();
+        let from_file = plan_file(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(from_file, Ok(Ok(by_line)));
+    }
+
     #[test]
     fn system_schemas_stay_in_the_first_phase() {
         let dump = "\
@@ -781,8 +968,7 @@ USE `mysql`;
         let single = "-- Table structure for table `t`\nCREATE TABLE `t` (`a` int);\n";
         assert!(plan(single).unwrap_err().contains("before any"));
         // A section ending inside a DELIMITER ;; block.
-        let delim = "-- Current Database: `a`\nUSE `a`;\n-- Table structure for table `t`\nDELIMITER ;;\nSELECT 1;;\n-- Table structure for table `u`\nSELECT 2;\n";
-        assert!(plan(delim).unwrap_err().contains("DELIMITER ;;"));
+        assert!(plan(DELIMITED).unwrap_err().contains("DELIMITER ;;"));
         // Tables of a database whose section has no USE.
         let nouse = "-- Current Database: `a`\n-- Table structure for table `t`\nSELECT 1;\n";
         assert!(plan(nouse).unwrap_err().contains("no USE"));

@@ -4,9 +4,11 @@
 //! Two phases, so that a broken transfer never touches the server:
 //! 1. **Receive and verify.** The stream is decompressed (flate2, one gzip member) into
 //!    `dump.sql` in the staging directory. The gzip trailer (CRC-32 and length) must check
-//!    out; up to [`MAX_PADDING`](super::receive::MAX_PADDING) stale bytes after it are accepted (replication-manager's
-//!    sender pads its last write), more are refused. A stream cut short fails here, before
-//!    anything was applied.
+//!    out; up to [`MAX_PADDING`](super::receive::MAX_PADDING) stale bytes after it are
+//!    accepted (replication-manager's sender pads its last write), more are refused. A
+//!    stream cut short fails here, before anything was applied. One thread decompresses; a
+//!    second one writes the SQL to the file and, for a parallel apply, builds its plan from
+//!    the same bytes (see below), so the plan costs no read of the staged file.
 //! 2. **Apply.** The file is fed to `mariadb --batch --binary-mode` (no `--force`: it stops
 //!    at the first error, whose `ERROR nnnn at line N` is reported with the dump's line
 //!    number), after `SET SESSION sql_log_bin=0;` so the replay is not binlogged under the
@@ -17,15 +19,16 @@
 //!
 //!    With the setting `apply_parallel` above 1 (default: the number of CPUs), the table
 //!    sections are applied by that many client sessions at once, the server's single
-//!    session being the bottleneck of a replay: one sequential read of the staged file builds
-//!    a [`dump_plan`] (with the same filter), then the header and database statements go
-//!    through one session, the table sections (biggest first, tables linked by foreign keys
-//!    together) through the others, each starting with the header's SET statements, and the
-//!    views, routines, events and position through a last session, in dump order. The first
-//!    error stops every session (their clients are killed) and is reported with the dump's
-//!    line number as above. A dump whose sections are not recognisable (`--compact`,
-//!    `--skip-comments`, ...) is applied through one session, as is everything with
-//!    `apply_parallel=1`. The result says how many sessions applied the tables.
+//!    session being the bottleneck of a replay: a [`dump_plan`](super::dump_plan) (with the
+//!    same filter) is built while the dump is received, then the header and database
+//!    statements go through one session, the table sections (biggest first, tables linked by
+//!    foreign keys together) through the others, each starting with the header's SET
+//!    statements, and the views, routines, events and position through a last session, in
+//!    dump order. The first error stops every session (their clients are killed) and is
+//!    reported with the dump's line number as above. A dump whose sections are not
+//!    recognisable (`--compact`, `--skip-comments`, ...) is applied through one session, as
+//!    is everything with `apply_parallel=1` (no plan is built then). The result says how many
+//!    sessions applied the tables.
 //!
 //! Replication: the dump's `CHANGE MASTER TO MASTER_USE_GTID` and `SET GLOBAL
 //! gtid_slave_pos` need the replica threads stopped, so a configured replica is stopped
@@ -39,11 +42,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::dump_plan::{self, DumpPlan, Span, Unit};
+use super::dump_plan::{DumpPlan, PlanBuilder, Span, Unit};
 
 use super::receive::{drain_padding, min_free_bytes, CountingReader, Received, SpaceCheckedWriter};
 use super::Intent;
-use crate::copy::{copy_with_progress, human_bytes, human_rate, CopyError, COPY_BUFFER};
+use crate::copy::{human_bytes, human_rate, CopyError, COPY_BUFFER, PROGRESS_INTERVAL};
 use crate::sql::is_gtid_list;
 use crate::tool::{find_tool, ToolCommand, ToolExit};
 use crate::{Host, Job, Outcome, TableVariant};
@@ -66,31 +69,29 @@ pub fn restore(
     let start = Instant::now();
     let peer = received.peer;
     let min_free = min_free_bytes(host)?;
+    let sessions = apply_sessions(host)?;
     let dump_path = staging.join("dump.sql");
 
-    // Phase 1: receive into the staging file and verify the gzip trailer.
-    let got = {
+    // Phase 1: receive into the staging file and verify the gzip trailer; the plan of a
+    // parallel apply is built from the same bytes on the way.
+    let (got, plan) = {
         let file = create_private(&dump_path)?;
-        let mut out = SpaceCheckedWriter::new(
-            BufWriter::with_capacity(COPY_BUFFER, file),
-            staging,
-            min_free,
-        );
+        let out = SpaceCheckedWriter::new(file, staging, min_free);
         let input = CountingReader::new(received.stream, || host.cancelled());
-        let got = decompress_verified(input, &mut out, |n| {
+        let planner = (sessions > 1).then(PlanBuilder::default);
+        let staged = decompress_verified(input, out, planner, |n| {
             host.progress(&format!(
                 "receiving the dump from {peer}: {} of SQL",
                 human_bytes(n)
             ))
         })
         .map_err(|e| format!("{e}; nothing was applied to the server"))?;
-        let file = out
+        staged
+            .out
             .into_inner()
-            .into_inner()
-            .map_err(|e| format!("cannot write {}: {}", dump_path.display(), e.error()))?;
-        file.sync_all()
+            .sync_all()
             .map_err(|e| format!("cannot write {}: {e}", dump_path.display()))?;
-        got
+        (staged.received, staged.plan)
     };
     let received_in = start.elapsed();
     host.info(&format!(
@@ -109,7 +110,7 @@ pub fn restore(
             format!("cannot stop replication before the restore: {e}; nothing was applied")
         })?;
     }
-    let applied = apply_dump(host, &dump_path, got.sql_bytes).map_err(|e| {
+    let applied = apply_dump(host, &dump_path, got.sql_bytes, sessions, plan).map_err(|e| {
         if replica {
             format!("{e} (replication was stopped for the restore and left stopped)")
         } else {
@@ -194,17 +195,156 @@ pub struct ReceivedDump {
     pub padding: u64,
 }
 
+/// What [`decompress_verified`] staged.
+pub struct Staged<W> {
+    /// What was received.
+    pub received: ReceivedDump,
+    /// The writer the SQL went to, flushed.
+    pub out: W,
+    /// The plan of the SQL, when a [`PlanBuilder`] was given: the plan, or why the dump
+    /// cannot be applied in parallel.
+    pub plan: Option<Result<DumpPlan, String>>,
+}
+
+/// Decompressed buffers of [`COPY_BUFFER`] bytes in flight between the thread that
+/// decompresses and the one that writes: enough to smooth out the two threads' pace, little
+/// enough (4 MiB) to keep the memory of a receive bounded.
+const IN_FLIGHT: usize = 4;
+
 /// Decompress one gzip member from `input` into `out`, verifying its trailer, then accept at
-/// most [`MAX_PADDING`](super::receive::MAX_PADDING) stale bytes after it. `progress` gets the SQL bytes written so far.
-pub fn decompress_verified<R: Read, W: Write + ?Sized>(
+/// most [`MAX_PADDING`](super::receive::MAX_PADDING) stale bytes after it. `progress` gets
+/// the SQL bytes decompressed so far.
+///
+/// The calling thread reads and decompresses (it alone calls `progress` and, through
+/// `input`, the host's cancellation check); a second thread writes the SQL to `out` and feeds
+/// it to `plan`, so the plan of a parallel apply costs no read of the staged file and neither
+/// the writing nor the plan slows the decompression down. Filled buffers go to the writer and
+/// come back to be filled again, four buffers of 1 MiB in all, so memory stays bounded. A
+/// failing write (a full disk, `out`'s own free-space check) stops the receive; the amount it
+/// reports is what was decompressed by then, up to those 4 MiB more than was written.
+pub fn decompress_verified<R: Read, W: Write + Send>(
     input: CountingReader<'_, R>,
-    out: &mut W,
+    out: W,
+    plan: Option<PlanBuilder>,
+    progress: impl FnMut(u64),
+) -> Result<Staged<W>, String> {
+    let (full_tx, full_rx) = mpsc::channel();
+    let (free_tx, free_rx) = mpsc::channel();
+    for _ in 0..IN_FLIGHT {
+        // Cannot fail: `free_rx` is alive.
+        let _ = free_tx.send(Ok(vec![0u8; COPY_BUFFER]));
+    }
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || stage(full_rx, free_tx, out, plan));
+        let received = inflate_verified(input, |gz| pump(gz, full_tx, &free_rx, progress));
+        // `pump` returned: the writer has ended or, on a read error, ends once it has
+        // written what it was handed.
+        let (out, plan) = writer
+            .join()
+            .map_err(|_| "the thread writing the staging file stopped unexpectedly".to_string())?;
+        Ok(Staged {
+            received: received?,
+            out,
+            plan: plan.map(PlanBuilder::finish),
+        })
+    })
+}
+
+/// The writing side of [`decompress_verified`]: write each filled buffer to `out`, feed it to
+/// `plan`, and hand it back on `free`; at the end, flush. A write error goes back on `free`
+/// instead and ends the thread, which the decompressing side then reports.
+fn stage<W: Write>(
+    full: mpsc::Receiver<(Vec<u8>, usize)>,
+    free: mpsc::Sender<io::Result<Vec<u8>>>,
+    mut out: W,
+    mut plan: Option<PlanBuilder>,
+) -> (W, Option<PlanBuilder>) {
+    // A failed send means the decompressing side stopped (a read error): nothing to tell.
+    for (buf, n) in full {
+        if let Err(e) = out.write_all(&buf[..n]) {
+            let _ = free.send(Err(e));
+            return (out, plan);
+        }
+        if let Some(p) = plan.as_mut() {
+            p.feed(&buf[..n]);
+        }
+        let _ = free.send(Ok(buf));
+    }
+    if let Err(e) = out.flush() {
+        let _ = free.send(Err(e));
+    }
+    (out, plan)
+}
+
+/// The decompressing side of [`decompress_verified`]: fill the buffers that come back on
+/// `free` from `gz` and send them to the writer on `full`, until the end of `gz`; then wait
+/// for the writer to finish. Returns the SQL bytes, or the first read or write error.
+fn pump(
+    gz: &mut dyn Read,
+    full: mpsc::Sender<(Vec<u8>, usize)>,
+    free: &mpsc::Receiver<io::Result<Vec<u8>>>,
     mut progress: impl FnMut(u64),
+) -> Result<u64, CopyError> {
+    let mut total = 0u64;
+    let mut last = Instant::now();
+    // Ends at the end of `gz`, or once the writer stopped: at the error it sends back, or at
+    // the end of `free` if it panicked (which `decompress_verified` reports).
+    while let Ok(back) = free.recv() {
+        let mut buf = back.map_err(|error| CopyError::Write {
+            after: total,
+            error,
+        })?;
+        let n = fill(gz, &mut buf).map_err(|(n, error)| CopyError::Read {
+            after: total + n as u64,
+            error,
+        })?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if full.send((buf, n)).is_err() {
+            break; // the writer stopped: its error is on `free`
+        }
+        if last.elapsed() >= PROGRESS_INTERVAL {
+            last = Instant::now();
+            progress(total);
+        }
+    }
+    drop(full); // the end: the writer flushes and ends
+    match free.iter().find_map(Result::err) {
+        Some(error) => Err(CopyError::Write {
+            after: total,
+            error,
+        }),
+        None => Ok(total),
+    }
+}
+
+/// Read from `r` until `buf` is full or the input ends; the bytes read, or those read before
+/// an error and the error.
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize, (usize, io::Error)> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((n, e)),
+        }
+    }
+    Ok(n)
+}
+
+/// Inflate the gzip member of `input` with `copy` (which reads the decompressed bytes until
+/// their end), verify the trailer and accept the sender's padding after it.
+fn inflate_verified<R: Read>(
+    input: CountingReader<'_, R>,
+    copy: impl FnOnce(&mut dyn Read) -> Result<u64, CopyError>,
 ) -> Result<ReceivedDump, String> {
     let mut buffered = BufReader::with_capacity(COPY_BUFFER, input);
     let copied = {
         let mut gz = flate2::bufread::GzDecoder::new(&mut buffered);
-        copy_with_progress(&mut gz, out, &mut progress)
+        copy(&mut gz)
     };
     let sql_bytes = match copied {
         Ok(n) => n,
@@ -309,18 +449,29 @@ fn default_parallel() -> usize {
         .unwrap_or(1)
 }
 
-/// Apply the staged dump: in several sessions when the setting `apply_parallel` (default:
-/// the number of CPUs; 0 means the default) is above 1 and the dump's plan is recognised
-/// ([`dump_plan`]), else through one session exactly as [`apply`] always did.
-fn apply_dump(host: &Host<'_>, dump: &Path, total: u64) -> Result<Applied, String> {
-    let n = match host.setting_or("apply_parallel", default_parallel())? {
-        0 => default_parallel(),
-        n => n,
-    };
-    if n <= 1 {
+/// The client sessions to apply the table sections in: the setting `apply_parallel`
+/// (default: the number of CPUs; 0 means the default). Read before receiving, as the plan of
+/// a parallel apply is built while receiving, and so that a bad value fails the job before
+/// the transfer rather than after it.
+fn apply_sessions(host: &Host<'_>) -> Result<usize, String> {
+    let n = host.setting_or("apply_parallel", default_parallel())?;
+    Ok(if n == 0 { default_parallel() } else { n })
+}
+
+/// Apply the staged dump: in `n` sessions when `n` ([`apply_sessions`]) is above 1 and the
+/// dump's plan, built while receiving, is recognised ([`dump_plan`](super::dump_plan)), else
+/// through one session exactly as [`apply`] always did. `plan` is there when `n` is above 1.
+fn apply_dump(
+    host: &Host<'_>,
+    dump: &Path,
+    total: u64,
+    n: usize,
+    plan: Option<Result<DumpPlan, String>>,
+) -> Result<Applied, String> {
+    let Some(plan) = plan.filter(|_| n > 1) else {
         return apply(host, dump, total);
-    }
-    match dump_plan::plan_file(dump)? {
+    };
+    match plan {
         Ok(plan) if plan.units.len() >= 2 => apply_parallel(host, dump, total, plan, n),
         Ok(plan) => {
             host.info(&format!(
@@ -382,7 +533,8 @@ impl Sessions<'_> {
 }
 
 /// Apply the dump following `plan`: phase A (header, database statements) in one session,
-/// the table units over `n` sessions, then the rest in one session (see [`dump_plan`]).
+/// the table units over `n` sessions, then the rest in one session (see
+/// [`dump_plan`](super::dump_plan)).
 fn apply_parallel(
     host: &Host<'_>,
     dump: &Path,
@@ -754,7 +906,7 @@ impl LineMap {
 
 /// The line filter of the replay: skips the job queue's database, and notes the position
 /// the dump sets.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DumpFilter {
     skipping: bool,
     /// `gtid_slave_pos` from `SET GLOBAL gtid_slave_pos='...'`.
@@ -765,18 +917,30 @@ pub struct DumpFilter {
     pub binlog_pos: Option<String>,
 }
 
-/// Lines longer than this are data (`INSERT` with many rows) and never markers.
-const MARKER_MAX: usize = 4096;
+/// Lines longer than this are data (`INSERT` with many rows) and never markers: the filter
+/// and the [`dump_plan`](super::dump_plan) look at the text of shorter lines only, so a line
+/// can be judged from its first `MARKER_MAX + 1` bytes and its length, without holding a data
+/// line of many MiB.
+pub(crate) const MARKER_MAX: usize = 4096;
 
 impl DumpFilter {
     /// Whether to feed `line` (with its newline) to the client.
     pub fn keep(&mut self, line: &[u8]) -> bool {
+        self.keep_head(line, line.len() as u64)
+    }
+
+    /// [`keep`](Self::keep) for a line of `len` bytes (with its newline) of which only `head`
+    /// is at hand: the whole line when `len` is at most `MARKER_MAX` (4096), else at least
+    /// its first `MARKER_MAX + 1` bytes. A line streaming by (the receive builds the plan while
+    /// decompressing) is judged the same as a whole one, without buffering it.
+    pub fn keep_head(&mut self, head: &[u8], len: u64) -> bool {
+        debug_assert!(head.len() as u64 == len || head.len() > MARKER_MAX);
         // Long lines and the rows of an extended INSERT (`(1,'a'),`) are data, never one of
         // the lines looked for (whose text a row may well contain).
-        if line.len() > MARKER_MAX || line.first() == Some(&b'(') {
+        if len > MARKER_MAX as u64 || head.first() == Some(&b'(') {
             return !self.skipping;
         }
-        let text = String::from_utf8_lossy(line);
+        let text = String::from_utf8_lossy(head);
         let t = text.trim();
         if let Some(db) = t.strip_prefix("-- Current Database: ") {
             self.skipping = names_queue(db);
@@ -848,9 +1012,13 @@ mod tests {
     }
 
     fn run(bytes: &[u8]) -> Result<(ReceivedDump, Vec<u8>), String> {
-        let mut out = Vec::new();
-        let r = decompress_verified(CountingReader::new(bytes, || false), &mut out, |_| {})?;
-        Ok((r, out))
+        let staged = decompress_verified(
+            CountingReader::new(bytes, || false),
+            Vec::new(),
+            None,
+            |_| {},
+        )?;
+        Ok((staged.received, staged.out))
     }
 
     fn sample() -> Vec<u8> {
@@ -873,6 +1041,70 @@ mod tests {
         let (r, out) = run(&padded).unwrap();
         assert_eq!(out, sql);
         assert_eq!((r.compressed, r.padding), (z.len() as u64, 16383));
+    }
+
+    #[test]
+    fn the_plan_is_built_from_the_received_bytes() {
+        let mut sql =
+            b"-- Current Database: `a`\nUSE `a`;\n-- Table structure for table `t`\n".to_vec();
+        sql.extend(sample());
+        sql.extend(b"-- Table structure for table `u`\nINSERT INTO u VALUES (1);");
+        let mut by_line = PlanBuilder::default();
+        for line in sql.split_inclusive(|&b| b == b'\n') {
+            by_line.line(line);
+        }
+        let staged = decompress_verified(
+            CountingReader::new(&gz(&sql)[..], || false),
+            Vec::new(),
+            Some(PlanBuilder::default()),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(staged.out, sql);
+        let plan = staged.plan.unwrap().unwrap();
+        assert_eq!(plan.units.len(), 2);
+        assert_eq!(Ok(plan), by_line.finish());
+    }
+
+    #[test]
+    fn a_failing_write_stops_the_receive() {
+        /// Takes `room` bytes, then fails.
+        struct Full {
+            room: usize,
+        }
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if buf.len() > self.room {
+                    return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+                }
+                self.room -= buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let z = gz(&sample());
+        for room in [0, COPY_BUFFER] {
+            let err = decompress_verified(
+                CountingReader::new(&z[..], || false),
+                Full { room },
+                Some(PlanBuilder::default()),
+                |_| {},
+            )
+            .err()
+            .unwrap();
+            assert!(
+                err.starts_with("cannot write the dump into the staging directory after "),
+                "{err}"
+            );
+            assert!(err.ends_with(": disk full"), "{err}");
+        }
+        let checked = SpaceCheckedWriter::new(Vec::new(), &std::env::temp_dir(), u64::MAX);
+        let err = decompress_verified(CountingReader::new(&z[..], || false), checked, None, |_| {})
+            .err()
+            .unwrap();
+        assert!(err.contains("min_free_mb"), "{err}");
     }
 
     #[test]
