@@ -448,31 +448,50 @@ backup_null_once() {
     c+=" $(secs $((t1 - t0)))"
 }
 
+# The transport alone: STREAM_BYTES zero bytes through socat into the same kind of listener,
+# no backup tool; appends the seconds to $e.
+backup_transport_once() {
+    local port lp t0 t1
+    port=$(free_port)
+    socat -b 131072 -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
+    lp=$!
+    BENCH_PIDS+=("$lp")
+    wait_listen "$port"
+    now_us t0
+    head -c "$STREAM_BYTES" /dev/zero | socat -b 131072 -u stdio "TCP:127.0.0.1:$port"
+    now_us t1
+    wait "$lp" || true
+    e+=" $(secs $((t1 - t0)))"
+}
+
 row_backup() {
     serves mariabackup || { skip backup "no plugin serves the mariabackup task"; return; }
-    local r i side a="" b="" c="" d=""
-    local sides=(dbjobs reference null cron)
-    # One untimed backup first: the first one after the data was generated reads a cold
-    # page cache and was the slowest sample of every side that happened to run first.
-    "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" null 2>"$logs/warmup-backup.log" ||
-        die "mariadb-backup > /dev/null failed: $(tail -3 "$logs/warmup-backup.log")"
+    local r i side a="" b="" c="" d="" e=""
+    local sides=(dbjobs reference null cron transport)
+    # One untimed backup first, which also measures the stream's size: the first backup
+    # after the data was generated reads a cold page cache and was the slowest sample of
+    # every side that happened to run first.
+    STREAM_BYTES=$("$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" count 2>"$logs/warmup-backup.log") ||
+        die "the warm-up backup failed: $(tail -3 "$logs/warmup-backup.log")"
     for ((r = 0; r < runs; r++)); do
-        # The four sides in a rotated order each round (a Latin square over four rounds):
-        # the side that runs right after the previous one's backup (with the server's
-        # background flushing) changes every round.
-        for ((i = 0; i < 4; i++)); do
-            side=${sides[$(((r + i) % 4))]}
+        # The sides in a rotated order each round (a Latin square over five rounds): the
+        # side that runs right after the previous one's backup (with the server's background
+        # flushing) changes every round.
+        for ((i = 0; i < ${#sides[@]}; i++)); do
+            side=${sides[$(((r + i) % ${#sides[@]}))]}
             case $side in
             dbjobs) backup_dbjobs_once "$r" || return ;;
             reference) backup_reference_once "$r" b "$PLUGIN_LOG_COPY_INTERVAL" ;;
             null) backup_null_once "$r" ;;
             cron) backup_reference_once "$r" d "" ;;
+            transport) backup_transport_once ;;
             esac
         done
     done
     record "physical backup streamed to a loopback listener" "s" "$a" "$b" "<=" 1.0
     record "same, dbjobs vs \`mariadb-backup > /dev/null\`" "s" "$a" "$c" "<=" 1.05
     record "same, dbjobs vs the cron script's command (tool defaults)" "s" "$a" "$d" "-" "-"
+    record "transport alone: the stream's bytes through loopback, no backup, vs \`mariadb-backup > /dev/null\`" "s" "$e" "$c" "-" "-"
     local sent inside="" l1 l2
     sent=$(grep -o 'backup sent to [^;]*' "$logs/backup-0.log" | head -1 || true)
     # The job's own time (its log's "started" -> "succeeded" lines), to tell the job from
@@ -484,7 +503,7 @@ row_backup() {
             inside+=" $(($(log_ms "$l2") - $(log_ms "$l1")))"
         fi
     done
-    say "- backup: dbjobs = \`dbjobs run\` of a \`mariabackup\` row (process start, claim, tool, \`splice\` of its stdout into the socket, row writes), the listener \`socat -b 131072 -u TCP-LISTEN OPEN:/dev/null\` (the same for every streaming side); reference = scripts/bench/ref-backup.sh (\`mariadb-backup --backup --stream=xbstream | socat -b 131072 -u stdio TCP:..\`, the same tool options as the plugin, including its \`--log-copy-interval=$PLUGIN_LOG_COPY_INTERVAL\`, no queue work); third = the same tool into /dev/null; fourth = the cron script's command as it is (the tool's default \`--log-copy-interval\` of 1000 ms) into socat. The four sides run in a rotated order each round, after one untimed warm-up backup. dbjobs reported: ${sent:-?}. The job itself (its log, \"started\" -> \"succeeded\"): $(tr ' ' '\n' <<<"$inside" | awk NF | stats | cut -d' ' -f1-3 | awk '{ printf "median %s ms (%s-%s)", $1, $2, $3 }')."
+    say "- backup: dbjobs = \`dbjobs run\` of a \`mariabackup\` row (process start, claim, tool, \`splice\` of its stdout into the socket, row writes), the listener \`socat -b 131072 -u TCP-LISTEN OPEN:/dev/null\` (the same for every streaming side); reference = scripts/bench/ref-backup.sh (\`mariadb-backup --backup --stream=xbstream | socat -b 131072 -u stdio TCP:..\`, the same tool options as the plugin, including its \`--log-copy-interval=$PLUGIN_LOG_COPY_INTERVAL\`, no queue work); third = the same tool into /dev/null; fourth = the cron script's command as it is (the tool's default \`--log-copy-interval\` of 1000 ms) into socat; fifth = the transport alone, no backup: \`head -c $STREAM_BYTES /dev/zero | socat -b 131072 -u stdio TCP:..\` into the same kind of listener (the stream's size, measured by the warm-up). The five sides run in a rotated order each round, after one untimed warm-up backup. dbjobs reported: ${sent:-?}. The job itself (its log, \"started\" -> \"succeeded\"): $(tr ' ' '\n' <<<"$inside" | awk NF | stats | cut -d' ' -f1-3 | awk '{ printf "median %s ms (%s-%s)", $1, $2, $3 }')."
 }
 
 # --- row: receive + decompress a gzip'd dump to a sink -----------------------------------------
@@ -525,7 +544,7 @@ row_receive() {
         b+=" $(awk -v mb="$mb" -v d=$((t1 - t0)) 'BEGIN { printf "%.2f", mb / (d / 1e6) }')"
     done
     record "receive + gunzip a gzip'd dump from loopback" "MiB/s of gzip" "$a" "$b" ">=" 2.0
-    say "- receive: the dump is $(awk -v b="$dump_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB gzip'd ($(awk -v b="$dump_sql_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB of SQL), sent from a file by scripts/bench/send-file.sh (socat, connect retried every 10 ms) to both sides. dbjobs has no decompress-to-sink mode, so its side is the whole \`reseedmysqldump\` job with the setting \`mariadb_client\` pointing at scripts/bench/sink-client (\`cat > /dev/null\`) and \`backup_dir\` on tmpfs ($shm): process start, listen, mark waiting, receive + gunzip into the staging file (fsync), re-read it through the line filter into the sink, row writes. Throughput = gzip bytes / (job start -> job end). Phase 1 alone (log \"receiving from\" -> \"received\"): $(tr ' ' '\n' <<<"$p1" | awk NF | stats | cut -d' ' -f1-3 | awk '{ printf "median %s ms (%s-%s)", $1, $2, $3 }'). Reference = scripts/bench/ref-receive.sh (\`socat -u TCP-LISTEN stdio | gunzip > /dev/null\`), timed from its start to its end."
+    say "- receive: the dump is $(awk -v b="$dump_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB gzip'd ($(awk -v b="$dump_sql_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB of SQL), sent from a file by scripts/bench/send-file.sh (socat, connect retried every 10 ms) to both sides. dbjobs has no decompress-to-sink mode, so its side is the whole \`reseedmysqldump\` job with the setting \`mariadb_client\` pointing at scripts/bench/sink-client (\`cat > /dev/null\`) and \`backup_dir\` on tmpfs ($shm): process start, listen, mark waiting, receive + gunzip into the staging file (written, and planned for the parallel apply, by a second thread; fsync), re-read it into the sink (2 sessions), row writes. Throughput = gzip bytes / (job start -> job end). Phase 1 alone (log \"receiving from\" -> \"received\"): $(tr ' ' '\n' <<<"$p1" | awk NF | stats | cut -d' ' -f1-3 | awk '{ printf "median %s ms (%s-%s)", $1, $2, $3 }'). Reference = scripts/bench/ref-receive.sh (\`socat -u TCP-LISTEN stdio | gunzip > /dev/null\`), timed from its start to its end."
 }
 
 # --- row: logical reseed end to end ------------------------------------------------------------
