@@ -5,7 +5,7 @@
 //! reports progress at most once per interval so the row is not rewritten per buffer.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Buffer size for stream copies: large enough that a loopback copy is not syscall-bound.
@@ -80,107 +80,117 @@ impl<R: Read, F: Fn() -> bool> Read for Cancellable<R, F> {
     }
 }
 
-/// Move everything from the pipe `source` into `dest` (a socket) with `splice(2)` until the
-/// pipe's writer closes it; returns the number of bytes moved.
+/// Buffers of [`COPY_BUFFER`] bytes that [`relay_with_progress`] holds at most between its
+/// reading and its writing side (16 MiB): more than the 10 MiB chunk a backup tool writes at
+/// once, so the tool's whole chunk leaves its pipe while the previous ones are being sent.
+pub const RELAY_BUFFERS: usize = 16;
+
+/// Copy `source` into `dest` with a thread of its own reading `source` ahead, up to
+/// [`RELAY_BUFFERS`] full buffers, while the calling thread writes; returns the bytes copied.
 ///
-/// Why: streaming a backup, the tool writes into a pipe and the job copies the pipe into the
-/// socket. A read/write loop copies every byte twice more (pipe to user space, user space to
-/// the socket) on a machine whose cores the backup tool and the database already use;
-/// `splice` hands the pipe's pages to the socket inside the kernel. `cancelled` is checked
-/// before every call and `progress` behaves as in [`copy_with_progress`]. When the kernel
-/// refuses to splice these two descriptors at all (`EINVAL` before the first byte, e.g. a
-/// destination that is not a socket or a pipe), the copy falls back to
-/// [`copy_with_progress`] on duplicates of the descriptors.
+/// Why: `mariadb-backup` alternates reading a 10 MiB chunk of a data file (`O_DIRECT`, so the
+/// disk works while it waits) and writing that chunk to its stdout. Copied in one loop (or
+/// spliced into the socket), the pipe holds 1 MiB, so the tool cannot go back to its disk
+/// before the network has taken most of the chunk: disk and network take turns. Reading the
+/// pipe ahead into memory lets the tool read its next chunk while this one is sent. Measured
+/// on the benchmark (300 MB, 900 MiB of xbstream, 2 cores): 1.61-1.73 s with `splice`, 1.28 s
+/// with this relay, against 1.02 s for the transport alone.
 ///
-/// Errors are attributed as the copy loop does: a failure of the destination (peer closed,
-/// send deadline passed: `EPIPE`, `ECONNRESET`, `EAGAIN`, ...) is [`CopyError::Write`];
-/// anything else, cancellation included, is [`CopyError::Read`].
-pub fn splice_with_progress(
-    source: &impl AsFd,
-    dest: &impl AsFd,
+/// `cancelled` is checked before every write, `progress` behaves as in
+/// [`copy_with_progress`], and errors say which side failed, as there. On an error this
+/// returns at once; the reading thread ends when `source` does (the caller stops whatever
+/// produces it, e.g. kills the tool, which closes its pipe) or when it next hands a buffer
+/// over, so nothing waits on it.
+pub fn relay_with_progress<R: Read + Send + 'static, W: Write + ?Sized>(
+    source: R,
+    dest: &mut W,
     cancelled: impl Fn() -> bool,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, CopyError> {
-    let (from, to) = (source.as_fd(), dest.as_fd());
+    let (full_tx, full_rx) = mpsc::sync_channel(RELAY_BUFFERS);
+    let (free_tx, free_rx) = mpsc::channel();
+    std::thread::spawn(move || read_ahead(source, full_tx, free_rx));
     let mut total = 0u64;
     let mut last = Instant::now();
-    loop {
+    for item in full_rx {
+        let (buf, n): (Vec<u8>, usize) = item.map_err(|error| CopyError::Read {
+            after: total,
+            error,
+        })?;
         if cancelled() {
             return Err(CopyError::Read {
                 after: total,
                 error: io::Error::other("the job was cancelled"),
             });
         }
-        // SAFETY: splice(2) between two descriptors borrowed for the duration of the call,
-        // with no offsets (both are streams).
-        let n = unsafe {
-            libc::splice(
-                from.as_raw_fd(),
-                std::ptr::null_mut(),
-                to.as_raw_fd(),
-                std::ptr::null_mut(),
-                COPY_BUFFER,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
-            )
-        };
-        if n == 0 {
-            return Ok(total);
-        }
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            match error.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EINVAL) if total == 0 => {
-                    return copy_duplicates(from, to, &cancelled, progress)
-                }
-                Some(
-                    libc::EPIPE
-                    | libc::ECONNRESET
-                    | libc::EAGAIN
-                    | libc::ENOTCONN
-                    | libc::ETIMEDOUT,
-                ) => {
-                    let error = if error.raw_os_error() == Some(libc::EAGAIN) {
-                        io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "the receiver stopped reading (send deadline passed)",
-                        )
-                    } else {
-                        error
-                    };
-                    return Err(CopyError::Write {
-                        after: total,
-                        error,
-                    });
-                }
-                _ => {
-                    return Err(CopyError::Read {
-                        after: total,
-                        error,
-                    })
-                }
-            }
-        }
+        dest.write_all(&buf[..n])
+            .map_err(|error| CopyError::Write {
+                after: total,
+                error,
+            })?;
         total += n as u64;
+        let _ = free_tx.send(buf); // the reader may have ended: the buffer is dropped then
         if last.elapsed() >= PROGRESS_INTERVAL {
             last = Instant::now();
             progress(total);
         }
     }
+    dest.flush().map_err(|error| CopyError::Write {
+        after: total,
+        error,
+    })?;
+    Ok(total)
 }
 
-/// The read/write fallback of [`splice_with_progress`], on duplicates of its descriptors.
-fn copy_duplicates(
-    from: BorrowedFd<'_>,
-    to: BorrowedFd<'_>,
-    cancelled: &impl Fn() -> bool,
-    progress: impl FnMut(u64),
-) -> Result<u64, CopyError> {
-    let dup = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map(std::fs::File::from);
-    let file = dup(from).map_err(|error| CopyError::Read { after: 0, error })?;
-    let mut reader = Cancellable::new(file, cancelled);
-    let mut writer = dup(to).map_err(|error| CopyError::Write { after: 0, error })?;
-    copy_with_progress(&mut reader, &mut writer, progress)
+/// The reading side of [`relay_with_progress`]: fill buffers (new ones until there are
+/// [`RELAY_BUFFERS`] + 1, then those the writer hands back) and send them on `full`, then the
+/// error if reading failed. Ends at the end of `source` or once the writer is gone.
+fn read_ahead<R: Read>(
+    mut source: R,
+    full: mpsc::SyncSender<io::Result<(Vec<u8>, usize)>>,
+    free: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut made = 0;
+    loop {
+        let mut buf = match free.try_recv() {
+            Ok(buf) => buf,
+            Err(_) if made <= RELAY_BUFFERS => {
+                made += 1;
+                vec![0u8; COPY_BUFFER]
+            }
+            Err(_) => match free.recv() {
+                Ok(buf) => buf,
+                Err(_) => return, // the writer stopped
+            },
+        };
+        let (n, failed) = fill(&mut source, &mut buf);
+        if n > 0 && full.send(Ok((buf, n))).is_err() {
+            return;
+        }
+        match failed {
+            Some(error) => {
+                let _ = full.send(Err(error));
+                return;
+            }
+            None if n == 0 => return,
+            None => {}
+        }
+    }
+}
+
+/// Read from `source` until `buf` is full, the input ends or reading fails: the bytes read,
+/// and the error if it failed. Full buffers keep the relay's memory worth 16 MiB of data.
+fn fill<R: Read>(source: &mut R, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let mut n = 0;
+    while n < buf.len() {
+        match source.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
 }
 
 /// Where a copy failed, and after how many bytes.
@@ -267,22 +277,13 @@ mod tests {
         assert_eq!(err.to_string(), "writing failed after 0 B: disk full");
     }
 
-    /// A pipe whose writer end is fed `data` by a thread, then closed.
-    fn pipe_with(data: Vec<u8>) -> (io::PipeReader, std::thread::JoinHandle<()>) {
-        let (reader, mut writer) = io::pipe().unwrap();
-        let feeder = std::thread::spawn(move || {
-            let _ = writer.write_all(&data);
-        });
-        (reader, feeder)
-    }
-
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
 
     #[test]
-    fn splices_a_pipe_into_a_socket() {
-        let data = pattern(3 * COPY_BUFFER + 17);
+    fn relays_a_pipe_into_a_socket_byte_for_byte() {
+        let data = pattern((RELAY_BUFFERS + 3) * COPY_BUFFER + 17);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let sink = std::thread::spawn(move || {
@@ -291,54 +292,66 @@ mod tests {
             s.read_to_end(&mut got).unwrap();
             got
         });
-        let socket = std::net::TcpStream::connect(addr).unwrap();
-        let (pipe, feeder) = pipe_with(data.clone());
-        let n = splice_with_progress(&pipe, &socket, || false, |_| {}).unwrap();
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        let (pipe, mut writer) = io::pipe().unwrap();
+        let feeder = {
+            let data = data.clone();
+            std::thread::spawn(move || writer.write_all(&data).unwrap())
+        };
+        let n = relay_with_progress(pipe, &mut socket, || false, |_| {}).unwrap();
         drop(socket);
         feeder.join().unwrap();
         assert_eq!(n, data.len() as u64);
         assert_eq!(sink.join().unwrap(), data);
     }
 
-    #[test]
-    fn a_closed_receiver_is_a_write_error() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let closer = std::thread::spawn(move || drop(listener.accept().unwrap()));
-        let socket = std::net::TcpStream::connect(addr).unwrap();
-        closer.join().unwrap();
-        let (pipe, feeder) = pipe_with(pattern(64 * COPY_BUFFER));
-        let err = splice_with_progress(&pipe, &socket, || false, |_| {}).unwrap_err();
-        drop(pipe);
-        feeder.join().unwrap();
-        assert!(matches!(err, CopyError::Write { .. }), "{err}");
+    /// Gives `good` bytes, then fails.
+    struct Failing {
+        good: usize,
+    }
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.good == 0 {
+                return Err(io::Error::other("the tool's pipe broke"));
+            }
+            let n = buf.len().min(self.good);
+            buf[..n].fill(1);
+            self.good -= n;
+            Ok(n)
+        }
     }
 
     #[test]
-    fn falls_back_to_copying_where_the_kernel_cannot_splice() {
-        // splice(2) refuses a destination opened for appending (EINVAL).
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap();
-        let data = pattern(COPY_BUFFER + 5);
-        let (pipe, feeder) = pipe_with(data.clone());
-        let n = splice_with_progress(&pipe, &out, || false, |_| {}).unwrap();
-        feeder.join().unwrap();
-        assert_eq!(n, data.len() as u64);
-        assert_eq!(std::fs::read(&path).unwrap(), data);
+    fn a_read_error_comes_after_the_bytes_read_before_it() {
+        let mut out = Vec::new();
+        let err =
+            relay_with_progress(Failing { good: 1000 }, &mut out, || false, |_| {}).unwrap_err();
+        assert_eq!(out.len(), 1000);
+        assert!(matches!(err, CopyError::Read { after: 1000, .. }), "{err}");
+        assert!(err.to_string().contains("the tool's pipe broke"), "{err}");
     }
 
     #[test]
-    fn a_cancelled_splice_stops_before_moving_anything() {
-        let (pipe, feeder) = pipe_with(pattern(1000));
-        let (_keep, out) = io::pipe().unwrap();
-        let err = splice_with_progress(&pipe, &out, || true, |_| {}).unwrap_err();
-        drop(pipe);
-        feeder.join().unwrap();
+    fn a_write_error_is_the_writing_side() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        // A source that never ends: the relay must return without waiting for it.
+        let err = relay_with_progress(io::repeat(7), &mut Closed, || false, |_| {}).unwrap_err();
+        assert!(matches!(err, CopyError::Write { after: 0, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_cancelled_relay_stops_before_writing() {
+        let mut out = Vec::new();
+        let err = relay_with_progress(io::repeat(7), &mut out, || true, |_| {}).unwrap_err();
+        assert!(out.is_empty());
         assert_eq!(
             err.to_string(),
             "reading failed after 0 B: the job was cancelled"

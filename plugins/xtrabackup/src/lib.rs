@@ -11,9 +11,9 @@
 //!    taken when nobody listens;
 //! 3. runs `<tool> --defaults-file=<host option file> --backup --stream=xbstream
 //!    --databases-exclude=.system --slave-info --target-dir=<private temp dir>
-//!    --datadir=<@@datadir> --log-copy-interval=100` and moves its stdout into the socket
-//!    with `splice(2)` (nothing touches the disk or passes through this process), reporting
-//!    the bytes sent as progress. The short log copy interval (the tools default to 1 s)
+//!    --datadir=<@@datadir> --log-copy-interval=100` and copies its stdout into the socket
+//!    (nothing touches the disk), a thread reading the pipe up to 16 MiB ahead so that the
+//!    tool's disk reads and the network overlap, reporting the bytes sent as progress. The short log copy interval (the tools default to 1 s)
 //!    shortens the two waits for the redo log copy, one of them with commits blocked (see
 //!    [`DEFAULT_LOG_COPY_INTERVAL_MS`]);
 //! 4. succeeds only when every byte was written, the tool exited 0 and printed
@@ -37,7 +37,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use dbjobs_sdk::copy::{human_bytes, human_rate, splice_with_progress, CopyError};
+use dbjobs_sdk::copy::{human_bytes, human_rate, relay_with_progress, CopyError};
 use dbjobs_sdk::net::connect_to_manager;
 use dbjobs_sdk::tool::{find_tool, ToolCommand};
 use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo, TableVariant};
@@ -116,13 +116,15 @@ impl Plugin for Xtrabackup {
         let stdout = running.take_stdout().ok_or("the tool has no stdout pipe")?;
 
         let start = Instant::now();
-        // The tool's pipe goes into the socket inside the kernel (splice): no copy through
-        // this process. host.progress() never blocks (the host writes the row from a thread
-        // of its own), so reporting from the copy cannot stall the stream while the tool holds
-        // its backup lock, which also blocks writes to the job row.
-        let copied = splice_with_progress(
-            &stdout,
-            &stream,
+        // A thread reads the tool's pipe ahead (up to 16 MiB) while this one sends, so the
+        // tool reads its next chunk from disk while the last one goes out (see
+        // relay_with_progress). host.progress() never blocks (the host writes the row from a
+        // thread of its own), so reporting from the copy cannot stall the stream while the
+        // tool holds its backup lock, which also blocks writes to the job row.
+        let mut out = &stream;
+        let copied = relay_with_progress(
+            stdout,
+            &mut out,
             || host.cancelled(),
             |n| {
                 host.progress(&format!(
