@@ -163,7 +163,10 @@ fn read_ahead<R: Read>(
                 Err(_) => return, // the writer stopped
             },
         };
-        let (n, failed) = fill(&mut source, &mut buf);
+        let (n, failed) = match fill(&mut source, &mut buf) {
+            Ok(n) => (n, None),
+            Err((n, error)) => (n, Some(error)),
+        };
         if n > 0 && full.send(Ok((buf, n))).is_err() {
             return;
         }
@@ -178,19 +181,23 @@ fn read_ahead<R: Read>(
     }
 }
 
-/// Read from `source` until `buf` is full, the input ends or reading fails: the bytes read,
-/// and the error if it failed. Full buffers keep the relay's memory worth 16 MiB of data.
-fn fill<R: Read>(source: &mut R, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+/// Read from `source` until `buf` is full or the input ends: the bytes read, or those read
+/// before an error and the error. Full buffers are what bounds the memory of the buffered
+/// copies (the relay here, the staging of a received dump) by their number of buffers.
+pub(crate) fn fill<R: Read + ?Sized>(
+    source: &mut R,
+    buf: &mut [u8],
+) -> Result<usize, (usize, io::Error)> {
     let mut n = 0;
     while n < buf.len() {
         match source.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return (n, Some(e)),
+            Err(e) => return Err((n, e)),
         }
     }
-    (n, None)
+    Ok(n)
 }
 
 /// Where a copy failed, and after how many bytes.

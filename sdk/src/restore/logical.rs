@@ -46,7 +46,7 @@ use super::dump_plan::{DumpPlan, PlanBuilder, Span, Unit};
 
 use super::receive::{drain_padding, min_free_bytes, CountingReader, Received, SpaceCheckedWriter};
 use super::Intent;
-use crate::copy::{human_bytes, human_rate, CopyError, COPY_BUFFER, PROGRESS_INTERVAL};
+use crate::copy::{fill, human_bytes, human_rate, CopyError, COPY_BUFFER, PROGRESS_INTERVAL};
 use crate::sql::is_gtid_list;
 use crate::tool::{find_tool, ToolCommand, ToolExit};
 use crate::{Host, Job, Outcome, TableVariant};
@@ -318,21 +318,6 @@ fn pump(
         }),
         None => Ok(total),
     }
-}
-
-/// Read from `r` until `buf` is full or the input ends; the bytes read, or those read before
-/// an error and the error.
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize, (usize, io::Error)> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err((n, e)),
-        }
-    }
-    Ok(n)
 }
 
 /// Inflate the gzip member of `input` with `copy` (which reads the decompressed bytes until
