@@ -16,7 +16,7 @@
 //!
 //! A minimal plugin:
 //!
-//! ```ignore
+//! ```no_run
 //! use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo, TaskInfo};
 //!
 //! #[derive(Default)]
@@ -33,6 +33,7 @@
 //! }
 //!
 //! export_plugin!(Hello);
+//! # fn main() {}
 //! ```
 
 pub mod abi;
