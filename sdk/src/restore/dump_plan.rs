@@ -236,7 +236,8 @@ fn references_in(line: &str, db: &str) -> Vec<(String, String)> {
 }
 
 /// The index of the first newline in `bytes`.
-fn newline(bytes: &[u8]) -> Option<usize> {
+/// The index of the first `\n` in `bytes`.
+pub(crate) fn newline(bytes: &[u8]) -> Option<usize> {
     // libc's memchr (vectorised in glibc; `libc` is already a dependency) rather than a
     // byte-by-byte search: every byte of the dump goes through here, many MiB per second.
     // SAFETY: memchr reads at most `bytes.len()` bytes from the start of `bytes`, all valid;

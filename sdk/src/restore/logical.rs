@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::dump_plan::{DumpPlan, PlanBuilder, Span, Unit};
+use super::dump_plan::{newline, DumpPlan, PlanBuilder, Span, Unit};
 
 use super::receive::{drain_padding, min_free_bytes, CountingReader, Received, SpaceCheckedWriter};
 use super::Intent;
@@ -751,79 +751,181 @@ fn apply(host: &Host<'_>, dump: &Path, total: u64) -> Result<Applied, String> {
     let mut reader = BufReader::with_capacity(COPY_BUFFER, file);
 
     let mut filter = DumpFilter::default();
-    let mut applied = Applied::default();
-    let mut line = Vec::new();
-    let mut dump_line = 0u64;
-    let mut fed_line = 1u64; // the prefix
-    let mut segments = LineMap::default();
+    let mut done = Filtered::default();
     let mut next_progress = 0u64;
-    let mut write_error: Option<io::Error> = None;
-    let mut read_so_far = 0u64;
-
-    if let Err(e) = input.write_all(PREFIX) {
-        write_error = Some(e);
-    }
-    applied.fed += PREFIX.len() as u64;
-    while write_error.is_none() {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("cannot read {}: {e}", dump.display()))?;
-        if n == 0 {
-            break;
-        }
-        read_so_far += n as u64;
-        dump_line += 1;
-        if !filter.keep(&line) {
-            applied.skipped_lines += 1;
-            continue;
-        }
-        fed_line += 1;
-        segments.note(fed_line, dump_line);
-        if let Err(e) = input.write_all(&line) {
-            write_error = Some(e);
-            break;
-        }
-        applied.fed += n as u64;
-        if read_so_far >= next_progress {
-            next_progress = read_so_far + (1 << 20);
-            host.progress(&format!(
-                "applying the dump: {} of {}",
-                human_bytes(read_so_far),
-                human_bytes(total)
-            ));
-            if host.cancelled() {
-                drop(input);
-                drop(tool);
-                return Err(format!(
-                    "cancelled while applying the dump after {}: the server holds a partial restore",
-                    human_bytes(read_so_far)
+    let fed = input
+        .write_all(PREFIX)
+        .map_err(FilterStop::Write)
+        .and_then(|()| {
+            filter_into(&mut reader, &mut input, &mut filter, 2, &mut done, |read| {
+                if read < next_progress {
+                    return Ok(());
+                }
+                next_progress = read + (1 << 20);
+                host.progress(&format!(
+                    "applying the dump: {} of {}",
+                    human_bytes(read),
+                    human_bytes(total)
                 ));
-            }
+                if host.cancelled() {
+                    return Err(format!(
+                        "cancelled while applying the dump after {}: the server holds a partial restore",
+                        human_bytes(read)
+                    ));
+                }
+                Ok(())
+            })
+        })
+        .and_then(|()| input.flush().map_err(FilterStop::Write));
+    let write_error = match fed {
+        Ok(()) => None,
+        Err(FilterStop::Write(e)) => Some(e),
+        Err(FilterStop::Read(e)) => return Err(format!("cannot read {}: {e}", dump.display())),
+        Err(FilterStop::Stopped(why)) => {
+            drop(input);
+            drop(tool); // killed with its process group
+            return Err(why);
         }
-    }
-    if write_error.is_none() {
-        if let Err(e) = input.flush() {
-            write_error = Some(e);
-        }
-    }
+    };
     drop(input); // end of input: the client finishes and exits
     let exit = tool.wait()?;
     if !exit.success() {
-        return Err(apply_failure(&exit, &segments, read_so_far, total));
+        return Err(apply_failure(&exit, &done.lines, done.read, total));
     }
     if let Some(e) = write_error {
         return Err(format!(
             "feeding the dump to {} failed after {}: {e}",
             exit.name,
-            human_bytes(read_so_far)
+            human_bytes(done.read)
         ));
     }
-    applied.gtid = filter.gtid;
-    applied.binlog_file = filter.binlog_file;
-    applied.binlog_pos = filter.binlog_pos;
-    applied.sessions = 1;
-    Ok(applied)
+    Ok(Applied {
+        fed: done.fed + PREFIX.len() as u64,
+        skipped_lines: done.skipped_lines,
+        gtid: filter.gtid,
+        binlog_file: filter.binlog_file,
+        binlog_pos: filter.binlog_pos,
+        sessions: 1,
+    })
+}
+
+/// What [`filter_into`] copied so far (kept up to date while it runs, so a failure of the
+/// client can still be mapped to the dump's line).
+#[derive(Default)]
+struct Filtered {
+    /// Dump bytes read.
+    read: u64,
+    /// Bytes of the kept lines, written out.
+    fed: u64,
+    /// Lines the filter dropped.
+    skipped_lines: u64,
+    /// Line numbers written out, mapped to the dump's.
+    lines: LineMap,
+}
+
+/// Why [`filter_into`] stopped before the end of the dump.
+#[derive(Debug)]
+enum FilterStop {
+    /// Reading the staged dump failed.
+    Read(io::Error),
+    /// Writing to the client failed (it exited: its own error says why).
+    Write(io::Error),
+    /// `tick` said stop (cancelled), with the error to report.
+    Stopped(String),
+}
+
+/// Copy the dump from `reader` into `out` through `filter`, line by line, holding no more than
+/// the first `MARKER_MAX + 1` bytes of a line: a line longer than that is judged on its head
+/// ([`DumpFilter::keep_head`]) and streamed on, so a dump with a 1 GiB `INSERT` line is applied
+/// with the memory of a buffer, not of the line. Kept lines are numbered from `first_fed_line`
+/// (the client's line number of the first one) in the returned [`LineMap`], for error reports.
+/// `tick` gets the bytes read after each buffer and may stop the copy.
+fn filter_into<R: BufRead, W: Write>(
+    reader: &mut R,
+    out: &mut W,
+    filter: &mut DumpFilter,
+    first_fed_line: u64,
+    done: &mut Filtered,
+    mut tick: impl FnMut(u64) -> Result<(), String>,
+) -> Result<(), FilterStop> {
+    let mut head: Vec<u8> = Vec::with_capacity(MARKER_MAX + 1);
+    let mut line_len = 0u64; // bytes of the current line so far
+    let mut long_line: Option<bool> = None; // a long line's verdict: kept or not
+    let mut dump_line = 0u64;
+    let mut fed_line = first_fed_line - 1;
+    // Ends a line of `len` bytes: counts it, maps it when kept.
+    let mut end_line = |done: &mut Filtered, kept: bool, len: u64| {
+        dump_line += 1;
+        if kept {
+            fed_line += 1;
+            done.lines.note(fed_line, dump_line);
+            done.fed += len;
+        } else {
+            done.skipped_lines += 1;
+        }
+    };
+    loop {
+        let buf = reader.fill_buf().map_err(FilterStop::Read)?;
+        if buf.is_empty() {
+            break;
+        }
+        let (n, ends) = match newline(buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let piece = &buf[..n];
+        line_len += n as u64;
+        match long_line {
+            Some(kept) => {
+                if kept {
+                    out.write_all(piece).map_err(FilterStop::Write)?;
+                }
+            }
+            None => {
+                let taken = piece.len().min(MARKER_MAX + 1 - head.len());
+                head.extend_from_slice(&piece[..taken]);
+                if line_len > MARKER_MAX as u64 {
+                    // Long: judged on its head, the rest streams through.
+                    let kept = filter.keep_head(&head, line_len);
+                    if kept {
+                        out.write_all(&head).map_err(FilterStop::Write)?;
+                        out.write_all(&piece[taken..]).map_err(FilterStop::Write)?;
+                    }
+                    long_line = Some(kept);
+                } else if ends {
+                    let kept = filter.keep_head(&head, line_len);
+                    if kept {
+                        out.write_all(&head).map_err(FilterStop::Write)?;
+                    }
+                    long_line = Some(kept);
+                }
+            }
+        }
+        if ends {
+            end_line(done, long_line == Some(true), line_len);
+            head.clear();
+            line_len = 0;
+            long_line = None;
+        }
+        reader.consume(n);
+        done.read += n as u64;
+        tick(done.read).map_err(FilterStop::Stopped)?;
+    }
+    if line_len > 0 {
+        // A last line without a newline.
+        let kept = match long_line {
+            Some(kept) => kept,
+            None => {
+                let kept = filter.keep_head(&head, line_len);
+                if kept {
+                    out.write_all(&head).map_err(FilterStop::Write)?;
+                }
+                kept
+            }
+        };
+        end_line(done, kept, line_len);
+    }
+    Ok(())
 }
 
 /// `N` from the client's `ERROR 1064 (42000) at line N: ...`.
@@ -1167,6 +1269,115 @@ DROP DATABASE `replication_manager_schema`;
         assert_eq!(p["binLogFile"], "mariadb-bin.000001");
         assert_eq!(p["binLogPos"], "1783");
         assert_eq!(Applied::default().payload(), None);
+    }
+
+    /// A dump with long lines (kept and in the queue's skipped section), lines of exactly
+    /// `MARKER_MAX` and `MARKER_MAX + 1` bytes, and a last line without a newline.
+    fn dump_with_long_lines() -> Vec<u8> {
+        let long =
+            |c: char, n: usize| format!("INSERT INTO t VALUES ('{}');\n", c.to_string().repeat(n));
+        let mut d = String::from("-- Current Database: `app`\nUSE `app`;\n");
+        d += &long('a', 100 << 10);
+        d += &format!("({}),\n", "1".repeat(MARKER_MAX - 4)); // exactly MARKER_MAX bytes
+        d += &format!("({}),\n", "2".repeat(MARKER_MAX - 3)); // MARKER_MAX + 1
+        d += "-- Current Database: `replication_manager_schema`\nUSE `replication_manager_schema`;\n";
+        d += &long('q', 100 << 10);
+        d += "-- Current Database: `zz`\nUSE `zz`;\n";
+        d += &long('z', 3 * MARKER_MAX);
+        d += "SET GLOBAL gtid_slave_pos='0-1-8';";
+        d.into_bytes()
+    }
+
+    #[test]
+    fn streaming_filter_matches_the_line_filter_for_every_buffer_size() {
+        let dump = dump_with_long_lines();
+        // What the line-by-line filter keeps, and the dump line of each kept line.
+        let mut f = DumpFilter::default();
+        let mut want = Vec::new();
+        let mut want_lines = Vec::new();
+        for (i, line) in dump.split_inclusive(|&b| b == b'\n').enumerate() {
+            if f.keep(line) {
+                want.extend_from_slice(line);
+                want_lines.push(i as u64 + 1);
+            }
+        }
+        assert!(
+            !want.windows(3).any(|w| w == b"qqq"),
+            "the queue's line is skipped"
+        );
+        for cap in [1, 7, 64, 4096, MARKER_MAX + 1, 1 << 20] {
+            let mut reader = io::BufReader::with_capacity(cap, &dump[..]);
+            let mut out = Vec::new();
+            let mut g = DumpFilter::default();
+            let mut done = Filtered::default();
+            filter_into(&mut reader, &mut out, &mut g, 2, &mut done, |_| Ok(())).unwrap();
+            assert!(out == want, "buffer of {cap} bytes: output differs");
+            assert_eq!(done.read, dump.len() as u64);
+            assert_eq!(done.fed, want.len() as u64);
+            assert_eq!(done.skipped_lines, 3);
+            assert_eq!(g.gtid.as_deref(), Some("0-1-8"));
+            for (k, dump_line) in want_lines.iter().enumerate() {
+                assert_eq!(
+                    done.lines.dump_line(k as u64 + 2),
+                    Some(*dump_line),
+                    "cap {cap}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn streaming_filter_stops_when_told_and_keeps_the_line_map_on_write_errors() {
+        let dump = dump_with_long_lines();
+        let mut reader = io::BufReader::with_capacity(64, &dump[..]);
+        let mut done = Filtered::default();
+        let stopped = filter_into(
+            &mut reader,
+            &mut Vec::new(),
+            &mut DumpFilter::default(),
+            2,
+            &mut done,
+            |read| {
+                if read > 100 {
+                    Err("cancelled".into())
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert!(matches!(stopped, Err(FilterStop::Stopped(ref w)) if w == "cancelled"));
+        assert!(done.read > 100 && done.read < dump.len() as u64);
+
+        /// Takes `room` bytes, then fails like a client that exited.
+        struct Exits {
+            room: usize,
+        }
+        impl Write for Exits {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.room == 0 {
+                    return Err(io::ErrorKind::BrokenPipe.into());
+                }
+                let n = buf.len().min(self.room);
+                self.room -= n;
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut reader = io::BufReader::with_capacity(64, &dump[..]);
+        let mut done = Filtered::default();
+        let failed = filter_into(
+            &mut reader,
+            &mut Exits { room: 40 },
+            &mut DumpFilter::default(),
+            2,
+            &mut done,
+            |_| Ok(()),
+        );
+        assert!(matches!(failed, Err(FilterStop::Write(_))));
+        // The two short lines went out before the client stopped reading: still mapped.
+        assert_eq!(done.lines.dump_line(3), Some(2));
     }
 
     #[test]
