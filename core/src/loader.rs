@@ -17,6 +17,8 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
 use abi_stable::sabi_types::VersionNumber;
@@ -166,30 +168,43 @@ impl Registry {
     }
 }
 
-/// Check and open every file, on as many threads as there are cores; results in file order.
+/// Check and open every file, on as many threads as there are cores (the calling one
+/// included), each taking the next file when it is done with one; results in file order.
+///
+/// Taking files one at a time rather than in fixed halves keeps both cores busy until the
+/// last file (the plugins differ in size, and the queue session connects on one core at the
+/// same time). A panic while opening a file refuses that file only.
 fn open_all(files: &[PathBuf]) -> Vec<Result<LoadedPlugin, String>> {
-    let open = |file: &PathBuf| check_owner_and_mode(file).and_then(|()| open_plugin(file));
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(files.len());
-    if threads <= 1 {
-        return files.iter().map(open).collect();
-    }
-    let chunk = files.len().div_ceil(threads);
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<LoadedPlugin, String>>>> =
+        files.iter().map(|_| Mutex::new(None)).collect();
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(file) = files.get(i) else { break };
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_owner_and_mode(file).and_then(|()| open_plugin(file))
+        }))
+        .unwrap_or_else(|_| Err("loading panicked".to_string()));
+        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(opened);
+    };
     std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(open).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| vec![Err("loading panicked".to_string())])
-            })
-            .collect()
-    })
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
+    });
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err("loading panicked".to_string()))
+        })
+        .collect()
 }
 
 /// Refuse a path that an unprivileged user could have written: owned by someone other than
