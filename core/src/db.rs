@@ -15,16 +15,23 @@ use crate::error::{Error, Result};
 /// One row, every value as MariaDB's text form, `None` for NULL.
 pub type TextRow = Vec<Option<String>>;
 
+/// The largest packet this side sends or accepts: MariaDB's own ceiling (1 GiB).
+const CLIENT_MAX_ALLOWED_PACKET: usize = 1 << 30;
+
 /// Open a session on the local server with `sql_log_bin=0`.
 pub fn connect(opts: &ConnectionOptions) -> Result<Conn> {
+    // Connect exactly where the configuration says, in one round trip after the handshake:
+    // prefer_socket (the crate's default) asks the server for @@socket on every loopback
+    // connection, and an unset max_allowed_packet makes the crate read the server's; the
+    // server enforces its own limit on what it receives either way.
     let mut b = OptsBuilder::new()
         .user(Some(opts.user.clone().unwrap_or_else(|| "root".into())))
         .pass(opts.password.clone())
-        .tcp_connect_timeout(Some(Duration::from_secs(10)));
+        .tcp_connect_timeout(Some(Duration::from_secs(10)))
+        .prefer_socket(false)
+        .max_allowed_packet(Some(CLIENT_MAX_ALLOWED_PACKET));
     if opts.uses_socket() {
-        b = b
-            .socket(Some(opts.socket_path().display().to_string()))
-            .prefer_socket(true);
+        b = b.socket(Some(opts.socket_path().display().to_string()));
     } else {
         b = b
             .ip_or_hostname(opts.host.clone())
