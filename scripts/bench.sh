@@ -392,15 +392,23 @@ backup_failure() {
     record_fail "$1" "$why"
     say "- $1: the dbjobs job $why. Last log lines: \`$(tail -2 "$3" | tr '\n' ' ' | cut -c1-400)\`. Server sessions waiting at the end: \`$(tr '\n' ' ' <"$3.processlist" 2>/dev/null | tr '\n' ' ' | cut -c1-400)\`."
 }
+# sink_start: a fresh listener on 127.0.0.1 reading into /dev/null with 128 KiB buffers
+# (replication-manager's side of an outbound stream), the same for every streaming side; its
+# port goes into SINK_PORT and its pid into SINK_PID.
+sink_start() {
+    SINK_PORT=$(free_port)
+    socat -b 131072 -u "TCP-LISTEN:$SINK_PORT,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
+    SINK_PID=$!
+    BENCH_PIDS+=("$SINK_PID")
+    wait_listen "$SINK_PORT"
+}
+
 # One dbjobs backup job into a fresh /dev/null listener; appends the seconds to $a.
 backup_dbjobs_once() {
     local r=$1 port lp t0 t1 rc
     clear_queue "$SRC"
-    port=$(free_port)
-    socat -b 131072 -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
-    lp=$!
-    BENCH_PIDS+=("$lp")
-    wait_listen "$port"
+    sink_start
+    port=$SINK_PORT lp=$SINK_PID
     dbj "$SRC" submit mariabackup --server 127.0.0.1 --job-port "$port" >/dev/null 2>>"$logs/submit.log"
     now_us t0
     job_bg "$(job_timeout)" "$SRC" "$logs/backup-$r.log" run
@@ -425,11 +433,8 @@ PLUGIN_LOG_COPY_INTERVAL=100
 # backup_reference_once ROUND VAR INTERVAL
 backup_reference_once() {
     local r=$1 var=$2 interval=$3 port lp t0 t1
-    port=$(free_port)
-    socat -b 131072 -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
-    lp=$!
-    BENCH_PIDS+=("$lp")
-    wait_listen "$port"
+    sink_start
+    port=$SINK_PORT lp=$SINK_PID
     now_us t0
     "$BENCH/ref-backup.sh" "$SRC/client.cnf" "$src_datadir" "$port" $interval 2>"$logs/refbackup-$var-$r.log" ||
         die "the reference backup failed: $(tail -3 "$logs/refbackup-$var-$r.log")"
@@ -452,11 +457,8 @@ backup_null_once() {
 # no backup tool; appends the seconds to $e.
 backup_transport_once() {
     local port lp t0 t1
-    port=$(free_port)
-    socat -b 131072 -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" "OPEN:/dev/null" &
-    lp=$!
-    BENCH_PIDS+=("$lp")
-    wait_listen "$port"
+    sink_start
+    port=$SINK_PORT lp=$SINK_PID
     now_us t0
     head -c "$STREAM_BYTES" /dev/zero | socat -b 131072 -u stdio "TCP:127.0.0.1:$port"
     now_us t1
