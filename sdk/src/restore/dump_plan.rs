@@ -42,12 +42,8 @@
 //! to one session.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
 
 use super::logical::{DumpFilter, MARKER_MAX};
-use crate::copy::COPY_BUFFER;
 use crate::sql::is_system_schema;
 
 /// How much of a line [`PlanBuilder::feed`] keeps while the rest of it streams by: enough to
@@ -524,26 +520,6 @@ impl PlanBuilder {
     }
 }
 
-/// Build the plan of a dump already staged at `path`, in one sequential read. The restore
-/// builds its plan while receiving instead ([`PlanBuilder::feed`]); this is for a dump that
-/// is on disk already. The outer error is an I/O error; the inner one says why the dump
-/// cannot be applied in parallel.
-pub fn plan_file(path: &Path) -> Result<Result<DumpPlan, String>, String> {
-    let mut file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut builder = PlanBuilder::default();
-    let mut buf = vec![0u8; COPY_BUFFER];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        builder.feed(&buf[..n]);
-    }
-    Ok(builder.finish())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -911,11 +887,6 @@ SET GLOBAL gtid_slave_pos='0-1-13';
                 "{size}"
             );
         }
-        let path = std::env::temp_dir().join(format!("dbjobs-plan-{}.sql", std::process::id()));
-        std::fs::write(&path, dump).unwrap();
-        let from_file = plan_file(&path);
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(from_file, Ok(Ok(by_line)));
     }
 
     #[test]
