@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RErr, RNone, ROk, ROption, RResult, RSlice, RStr, RString, RVec};
-use dbjobs_sdk::abi::{AbiRows, HostApi};
+use dbjobs_sdk::abi::{AbiRows, HostApi, LogLevel_NE};
 use dbjobs_sdk::{Direction, LogLevel};
 use mysql::Conn;
 
@@ -250,12 +250,13 @@ impl HostApi for JobContext<'_> {
         }
     }
 
-    fn log(&self, level: LogLevel, text: RStr<'_>) {
-        let level = match level {
-            LogLevel::Error => log::Level::Error,
-            LogLevel::Warn => log::Level::Warn,
-            LogLevel::Info => log::Level::Info,
-            LogLevel::Debug => log::Level::Debug,
+    fn log(&self, level: LogLevel_NE, text: RStr<'_>) {
+        // A level from a newer SDK than this host's is logged as information.
+        let level = match level.as_enum() {
+            Ok(LogLevel::Error) => log::Level::Error,
+            Ok(LogLevel::Warn) => log::Level::Warn,
+            Ok(LogLevel::Debug) => log::Level::Debug,
+            _ => log::Level::Info,
         };
         log::log!(level, "{}: {}", self.tag(), text);
     }

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
 use abi_stable::sabi_types::VersionNumber;
 use dbjobs_sdk::abi::{PluginModRef, ROOT_MODULE_NAME};
-use dbjobs_sdk::{Direction, SDK_VERSION};
+use dbjobs_sdk::{Direction, SettingDecl, SettingKind, SettingType, SDK_VERSION};
 
 /// Where packaged plugins live.
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/dbjobs/plugins";
@@ -37,6 +37,50 @@ pub struct Task {
     pub direction: Direction,
     /// One line for people.
     pub description: String,
+    /// Whether it replaces the server's data (refused over a node left partial).
+    pub replaces_data: bool,
+}
+
+/// A setting a plugin declared (see `dbjobs_sdk::settings`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredSetting {
+    /// The name in `[dbjobs]`.
+    pub name: String,
+    /// The type, with its choices.
+    pub kind: SettingKind,
+    /// The allowed values of a choice.
+    pub choices: Vec<String>,
+    /// The default, as written in the option file.
+    pub default: String,
+    /// One line of documentation.
+    pub doc: String,
+}
+
+impl DeclaredSetting {
+    /// From a declaration of the host's own (same shape as a plugin's).
+    pub fn from_decl(d: &SettingDecl) -> Self {
+        DeclaredSetting {
+            name: d.name.to_string(),
+            kind: d.ty.kind,
+            choices: d.ty.choices.iter().map(|c| c.to_string()).collect(),
+            default: d.default.to_string(),
+            doc: d.doc_line(),
+        }
+    }
+
+    /// Check a value's text against the declared type.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        let choices: Vec<&str> = self.choices.iter().map(String::as_str).collect();
+        match self.kind {
+            SettingKind::Choice
+                if !choices.iter().any(|c| c.eq_ignore_ascii_case(value.trim())) =>
+            {
+                Err(format!("expected one of {}", choices.join(", ")))
+            }
+            SettingKind::Choice => Ok(()),
+            kind => SettingType::of(kind).check(value),
+        }
+    }
 }
 
 /// A plugin that passed every check.
@@ -53,6 +97,8 @@ pub struct LoadedPlugin {
     pub description: String,
     /// The tasks it owns.
     pub tasks: Vec<Task>,
+    /// The settings it reads.
+    pub settings: Vec<DeclaredSetting>,
     /// Its root module.
     pub module: PluginModRef,
 }
@@ -283,9 +329,36 @@ fn open_plugin(file: &Path) -> Result<LoadedPlugin, String> {
     let info = (module.info())()
         .into_result()
         .map_err(|e| format!("plugin refused to describe itself: {e}"))?;
+    let tasks = declared_tasks(&info)?;
+    let settings = info
+        .settings()
+        .iter()
+        .map(|s| DeclaredSetting {
+            name: s.name().to_string(),
+            kind: s.kind().as_enum().copied().unwrap_or(SettingKind::Text),
+            choices: s.choices().iter().map(|c| c.to_string()).collect(),
+            default: s.default().to_string(),
+            doc: s.doc().to_string(),
+        })
+        .collect();
+    Ok(LoadedPlugin {
+        file: file.to_path_buf(),
+        name: info.name().to_string(),
+        version: info.version().to_string(),
+        sdk_version: plugin_sdk,
+        description: info.description().to_string(),
+        tasks,
+        settings,
+        module,
+    })
+}
+
+/// The tasks a plugin declares, each checked to be a usable task name with a direction this
+/// host knows.
+fn declared_tasks(info: &dbjobs_sdk::abi::AbiPluginInfoRef) -> Result<Vec<Task>, String> {
     let mut tasks = Vec::new();
-    for t in info.tasks.iter() {
-        let name = t.name.to_string();
+    for t in info.tasks().iter() {
+        let name = t.name().to_string();
         if name.is_empty()
             || name.len() > 20
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -297,24 +370,22 @@ fn open_plugin(file: &Path) -> Result<LoadedPlugin, String> {
         if tasks.iter().any(|x: &Task| x.name == name) {
             return Err(format!("declares the task {name:?} twice"));
         }
+        let direction = *t.direction().as_enum().map_err(|_| {
+            format!(
+                "declares the task {name:?} with a direction this host (dbjobs-sdk {SDK_VERSION}) does not know; use a newer dbjobs host"
+            )
+        })?;
         tasks.push(Task {
             name,
-            direction: t.direction,
-            description: t.description.to_string(),
+            direction,
+            description: t.description().to_string(),
+            replaces_data: t.replaces_data(),
         });
     }
     if tasks.is_empty() {
         return Err("declares no task".into());
     }
-    Ok(LoadedPlugin {
-        file: file.to_path_buf(),
-        name: info.name.to_string(),
-        version: info.version.to_string(),
-        sdk_version: plugin_sdk,
-        description: info.description.to_string(),
-        tasks,
-        module,
-    })
+    Ok(tasks)
 }
 
 /// `0.1.x` for SDK 0.1.0; `1.x` for 1.2.3.

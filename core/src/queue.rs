@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use dbjobs_sdk::TableVariant;
+use dbjobs_sdk::{JobError, ServerState, TableVariant};
 use mysql::prelude::Queryable;
 use mysql::Conn;
 
@@ -96,8 +96,8 @@ pub enum Ending {
         /// JSON for `payload` (payload variant only).
         payload: Option<String>,
     },
-    /// The job failed; the text says why.
-    Failure(String),
+    /// The job failed: its kind, the server's state, what happened and what to do.
+    Failure(JobError),
 }
 
 /// The queue session: one connection, with the named locks of the tasks it works on.
@@ -179,8 +179,9 @@ impl Queue {
     }
 
     /// With the task's lock held: fail the rows of `task` a previous run claimed but never
-    /// finished (it was killed). Returns their ids.
-    pub fn fail_abandoned(&mut self, task: &str) -> Result<Vec<u64>> {
+    /// finished (it was killed), saying `state` of the server (what the task may have left
+    /// it in). Returns their ids.
+    pub fn fail_abandoned(&mut self, task: &str, state: ServerState) -> Result<Vec<u64>> {
         let cond = match self.layout.variant {
             TableVariant::Legacy => "done=0 AND result IS NOT NULL",
             _ => "done=0 AND state IN (1,2)",
@@ -193,7 +194,11 @@ impl Queue {
             self.finish(
                 *id,
                 &Ending::Failure(
-                    "abandoned: the dbjobs run that claimed this job ended before finishing it (killed or crashed); submit the job again".into(),
+                    JobError::internal(
+                        "abandoned: the dbjobs run that claimed this job ended before finishing it (killed or crashed)",
+                    )
+                    .with_hint("submit the job again")
+                    .with_state(state),
                 ),
             )?;
         }
@@ -227,7 +232,10 @@ impl Queue {
             let older = older?;
             self.finish(
                 older.id,
-                &Ending::Failure(format!("superseded by job {}", newest.id)),
+                &Ending::Failure(
+                    JobError::refused(format!("superseded by job {}", newest.id))
+                        .with_state(ServerState::Untouched),
+                ),
             )?;
             log::info!("job {} ({task}) superseded by job {}", older.id, newest.id);
         }
@@ -289,9 +297,9 @@ impl Queue {
 
     /// Fail a row only if no agent touched it yet (see [`Queue::unfinished`]); `false` when it
     /// was taken meanwhile.
-    pub fn fail_if_pending(&mut self, id: u64, reason: &str) -> Result<bool> {
+    pub fn fail_if_pending(&mut self, id: u64, reason: &JobError) -> Result<bool> {
         let cond = self.pending_condition();
-        Ok(self.finish_where(id, &Ending::Failure(reason.to_string()), cond)? == 1)
+        Ok(self.finish_where(id, &Ending::Failure(reason.clone()), cond)? == 1)
     }
 
     fn finish_where(&mut self, id: u64, ending: &Ending, condition: &str) -> Result<u64> {
@@ -303,7 +311,7 @@ impl Queue {
             ),
             (Ending::Failure(e), TableVariant::Legacy) => (
                 "done=1, end=NOW(), result=?".to_string(),
-                vec![self.fit(&format!("failed: {e}"))],
+                vec![self.fit(&e.result_text())],
             ),
             (Ending::Success { result, payload }, _) => match payload {
                 Some(p) if variant == TableVariant::Payload => (
@@ -317,7 +325,7 @@ impl Queue {
             },
             (Ending::Failure(e), _) => (
                 "state=5, done=0, end=NOW(), result=?".to_string(),
-                vec![self.fit(&format!("failed: {e}"))],
+                vec![self.fit(&e.result_text())],
             ),
         };
         let mut params = params;

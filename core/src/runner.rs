@@ -5,13 +5,12 @@ use std::time::{Duration, Instant};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RRef;
-use abi_stable::std_types::{RNone, ROption, RString};
-use dbjobs_sdk::abi::{AbiJob, HostApi_TO};
-use dbjobs_sdk::Direction;
+use dbjobs_sdk::abi::HostApi_TO;
+use dbjobs_sdk::{Direction, Job, JobError, JobSource, Outcome, ServerState, TableVariant};
 
 use crate::context::{HostEnv, JobContext};
 use crate::error::Result;
-use crate::loader::Registry;
+use crate::loader::{LoadedPlugin, Registry, Task};
 use crate::queue::{Ending, Queue};
 use crate::validate;
 
@@ -81,7 +80,9 @@ fn reject_unowned(
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(DEFAULT_UNOWNED_TASK_GRACE);
     let reason = match task {
-        None | Some("") => "the task is NULL or empty; nothing can run this row".to_string(),
+        None | Some("") => {
+            JobError::invalid_job("the task is NULL or empty; nothing can run this row")
+        }
         Some(t) => {
             if grace == 0 || age.is_some_and(|a| a < grace) || age.is_none() {
                 if env.warn_once(id) {
@@ -92,14 +93,16 @@ fn reject_unowned(
                 return Ok(());
             }
             let owned: Vec<&str> = registry.task_names().collect();
-            format!(
-                "no dbjobs plugin on this node owns the task {t:?} (loaded: {}); install the plugin that provides it",
+            JobError::invalid_job(format!(
+                "no dbjobs plugin on this node owns the task {t:?} (loaded: {})",
                 owned.join(", ")
-            )
+            ))
+            .with_hint("install the plugin that provides it")
         }
     };
+    let reason = reason.with_state(ServerState::Untouched);
     if lock(queue).fail_if_pending(id, &reason)? {
-        log::error!("job {id} rejected: {reason}");
+        log::error!("job {id} rejected: {}", reason.result_text());
     }
     Ok(())
 }
@@ -124,6 +127,8 @@ fn run_task(
     result
 }
 
+/// With the task's lock held: fail what an earlier run abandoned, claim the newest pending
+/// row, validate it, run it through its plugin and record the ending.
 fn run_locked(
     queue: &Mutex<Queue>,
     registry: &Registry,
@@ -131,29 +136,15 @@ fn run_locked(
     task: &str,
 ) -> Result<Option<JobReport>> {
     let (plugin, spec) = registry.owner(task).expect("only owned tasks are run");
-    let (row, variant) = {
-        let mut q = lock(queue);
-        for id in q.fail_abandoned(task)? {
-            log::warn!("job {id} ({task}) was abandoned by an earlier run; marked failed");
-        }
-        let Some(row) = q.take_pending(task)? else {
-            return Ok(None);
-        };
-        (row, q.layout().variant)
+    let Some((row, variant)) = claim(queue, task, spec)? else {
+        return Ok(None);
     };
     let start = Instant::now();
-    let endpoint = match validate::endpoint(spec.direction, row.server.as_deref(), row.port) {
-        Ok(e) => e,
-        Err(reason) => {
-            log::error!("job {} ({task}) rejected: {reason}", row.id);
-            lock(queue).finish(row.id, &Ending::Failure(reason.clone()))?;
-            return Ok(Some(JobReport {
-                id: row.id,
-                task: task.to_string(),
-                ok: false,
-                result: reason,
-                duration: start.elapsed(),
-            }));
+    let job = match validated_job(&row, task, spec, variant) {
+        Ok(job) => job,
+        Err(e) => {
+            log::error!("job {} ({task}) rejected: {}", row.id, e.result_text());
+            return finish(queue, row.id, task, Err(e), start).map(Some);
         }
     };
     if spec.direction != Direction::Inbound && !lock(queue).mark_running(row.id)? {
@@ -168,66 +159,120 @@ fn run_locked(
         row.id,
         plugin.name,
         spec.direction.as_str(),
-        endpoint
-            .server
+        job.server
             .as_deref()
-            .map(|s| format!(", server {s}:{}", endpoint.port))
+            .map(|s| format!(", server {s}:{}", job.port))
             .unwrap_or_default()
     );
-    let job = AbiJob {
+    let ending = run_plugin(queue, env, plugin, spec, &job);
+    finish(queue, row.id, task, ending, start).map(Some)
+}
+
+/// Fail the task's abandoned rows, then take its newest pending row (and the table variant).
+fn claim(
+    queue: &Mutex<Queue>,
+    task: &str,
+    spec: &Task,
+) -> Result<Option<(crate::queue::JobRow, TableVariant)>> {
+    let mut q = lock(queue);
+    // A killed job of a task that never changes data left the server as it was.
+    let state = if spec.replaces_data || spec.direction == Direction::Local {
+        ServerState::Unknown
+    } else {
+        ServerState::Untouched
+    };
+    for id in q.fail_abandoned(task, state)? {
+        log::warn!("job {id} ({task}) was abandoned by an earlier run; marked failed");
+    }
+    let variant = q.layout().variant;
+    Ok(q.take_pending(task)?.map(|row| (row, variant)))
+}
+
+/// The job a plugin sees, after the row's `server` and `port` were checked for the task's
+/// direction; a bad row is an [`dbjobs_sdk::ErrorKind::InvalidJob`] error, server untouched.
+fn validated_job(
+    row: &crate::queue::JobRow,
+    task: &str,
+    spec: &Task,
+    variant: TableVariant,
+) -> std::result::Result<Job, JobError> {
+    let endpoint = validate::endpoint(spec.direction, row.server.as_deref(), row.port)
+        .map_err(|reason| JobError::invalid_job(reason).with_state(ServerState::Untouched))?;
+    Ok(Job {
         id: row.id,
-        task: RString::from(task),
-        server: match &endpoint.server {
-            Some(s) => ROption::RSome(RString::from(s.as_str())),
-            None => RNone,
-        },
+        task: task.to_string(),
+        server: endpoint.server,
         port: endpoint.port,
         variant,
-    };
-    let ctx = JobContext::new(env, queue, row.id, task, spec.direction);
-    let outcome = std::thread::scope(|scope| {
+        source: JobSource::Table,
+    })
+}
+
+/// Run the job in its plugin, with the host context and its progress writer.
+fn run_plugin(
+    queue: &Mutex<Queue>,
+    env: &HostEnv,
+    plugin: &LoadedPlugin,
+    spec: &Task,
+    job: &Job,
+) -> std::result::Result<Outcome, JobError> {
+    let ctx = JobContext::new(env, queue, job.id, &job.task, spec.direction);
+    std::thread::scope(|scope| {
         scope.spawn(|| ctx.write_progress_until_done());
-        let host = HostApi_TO::from_ptr(RRef::new(&ctx), TD_Opaque);
-        let outcome = (plugin.module.run())(&job, host).into_result();
+        let ended = job.with_abi(|abi| {
+            let host = HostApi_TO::from_ptr(RRef::new(&ctx), TD_Opaque);
+            (plugin.module.run())(abi, host).into_result()
+        });
         ctx.stop_progress();
-        outcome
-    });
+        ended
+            .map(|o| Outcome {
+                result: o.result.to_string(),
+                payload: o.payload.map(|p| p.to_string()).into_option(),
+            })
+            .map_err(|e| JobError::from_abi(&e))
+    })
+}
+
+/// Record the ending in the row, log it, and say how the job went.
+fn finish(
+    queue: &Mutex<Queue>,
+    id: u64,
+    task: &str,
+    ended: std::result::Result<Outcome, JobError>,
+    start: Instant,
+) -> Result<JobReport> {
     let duration = start.elapsed();
-    let (ending, ok, text) = match outcome {
+    let (ending, ok, text) = match ended {
         Ok(o) => {
-            let text = o.result.to_string();
+            let text = o.result.clone();
             (
                 Ending::Success {
-                    result: text.clone(),
-                    payload: o.payload.map(|p| p.to_string()).into_option(),
+                    result: o.result,
+                    payload: o.payload,
                 },
                 true,
                 text,
             )
         }
-        Err(e) => (Ending::Failure(e.to_string()), false, e.to_string()),
+        Err(e) => {
+            let text = e.result_text();
+            (Ending::Failure(e), false, text)
+        }
     };
-    lock(queue).finish(row.id, &ending)?;
+    lock(queue).finish(id, &ending)?;
+    let secs = duration.as_secs_f64();
     if ok {
-        log::info!(
-            "job {} ({task}) succeeded in {:.1} s: {text}",
-            row.id,
-            duration.as_secs_f64()
-        );
+        log::info!("job {id} ({task}) succeeded in {secs:.1} s: {text}");
     } else {
-        log::error!(
-            "job {} ({task}) failed in {:.1} s: {text}",
-            row.id,
-            duration.as_secs_f64()
-        );
+        log::error!("job {id} ({task}) {text} (after {secs:.1} s)");
     }
-    Ok(Some(JobReport {
-        id: row.id,
+    Ok(JobReport {
+        id,
         task: task.to_string(),
         ok,
         result: text,
         duration,
-    }))
+    })
 }
 
 /// Repeat passes every `interval` until a stop is requested; a pass that fails (server down)

@@ -56,7 +56,8 @@ pub fn endpoint(
                 port = DEFAULT_RECEIVE_PORT;
             }
         }
-        Direction::Local => {}
+        // Local, and any direction of a newer SDK (the loader refuses those anyway).
+        _ => {}
     }
     Ok(Endpoint { server, port })
 }

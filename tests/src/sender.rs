@@ -158,7 +158,7 @@ pub fn send_when_waiting(
 
 /// Connects to `to` from the local address `from` (bound before connecting).
 fn connect_from(from: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
-    dbjobs_sdk::net::connect_from(from, to)
+    dbjobs_kit::net::connect_from(from, to)
 }
 
 /// Waits until row `job_id` on `target` is finished (`done=1`, or `state` 3 or 5) and

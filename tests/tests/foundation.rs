@@ -142,13 +142,13 @@ fn legacy_variant_claims_the_newest_row_supersedes_older_and_writes_outcomes() {
     assert_eq!(val(&r, "done"), "1");
     assert_eq!(
         val(&r, "result"),
-        format!("failed: superseded by job {new}")
+        format!("failed, server untouched: superseded by job {new}")
     );
     let r = row(&server, fail);
     assert_eq!(val(&r, "done"), "1");
     assert_eq!(
         val(&r, "result"),
-        format!("failed: fixture failure in job {fail}")
+        format!("failed, server state unknown: fixture failure in job {fail}")
     );
     // A task no plugin owns is not touched.
     let r = row(&server, foreign);
@@ -202,7 +202,7 @@ fn state_and_payload_variants_write_state_and_payload() {
         );
         assert_eq!(
             val(&r, "result"),
-            format!("failed: fixture failure in job {fail}")
+            format!("failed, server state unknown: fixture failure in job {fail}")
         );
         assert_ne!(val(&r, "end"), "NULL");
         // A finished row can be replaced, as replication-manager does.
@@ -279,7 +279,7 @@ fn eight_racing_runs_execute_each_job_exactly_once() {
             executed += 1;
         } else {
             assert!(
-                result.starts_with("failed: superseded by job"),
+                result.starts_with("failed, server untouched: superseded by job"),
                 "job {id}: {result}"
             );
             assert_eq!(counts.get(&id), None, "superseded job {id} must not run");
@@ -342,7 +342,10 @@ fn plugins_load_side_by_side_and_bad_files_are_refused_with_reasons() {
     let fork = &refused["libdbjobs_fixture_other_layout.so"];
     assert!(
         fork.contains("ABI layout does not match")
-            && fork.contains("the host expects `PluginMod` (dbjobs-sdk 0.1.0)")
+            && fork.contains(&format!(
+                "the host expects `PluginMod` (dbjobs-sdk {})",
+                dbjobs_sdk_version()
+            ))
             && fork.contains("ForkMod"),
         "{fork}"
     );
@@ -371,7 +374,7 @@ fn plugins_load_side_by_side_and_bad_files_are_refused_with_reasons() {
 }
 
 fn dbjobs_sdk_version() -> &'static str {
-    "0.1.0"
+    dbjobs_sdk::SDK_VERSION
 }
 
 #[test]
@@ -386,7 +389,7 @@ fn a_panicking_plugin_fails_its_job_and_the_pass_goes_on() {
     out.assert_code(1);
     assert_eq!(
         val(&row(&server, panic), "result"),
-        format!("failed: plugin panicked: fixture panic in job {panic}")
+        format!("failed, server state unknown: plugin panicked: fixture panic in job {panic}")
     );
     assert_eq!(
         val(&row(&server, example), "result"),
@@ -442,7 +445,7 @@ fn bad_rows_fail_clearly_and_never_reach_a_shell() {
     assert_eq!(val(&r, "done"), "1");
     assert_eq!(
         val(&r, "result"),
-        "failed: the task is NULL or empty; nothing can run this row"
+        "failed, server untouched: the task is NULL or empty; nothing can run this row"
     );
     let r = row(&server, fresh_unknown);
     assert_eq!(
@@ -459,7 +462,7 @@ fn bad_rows_fail_clearly_and_never_reach_a_shell() {
     let r = row(&server, old_unknown);
     assert_eq!(val(&r, "done"), "1");
     assert!(
-        val(&r, "result").starts_with("failed: no dbjobs plugin on this node owns the task \"nosuchtask2\" (loaded: example, fail, panic)"),
+        val(&r, "result").starts_with("failed, server untouched: no dbjobs plugin on this node owns the task \"nosuchtask2\" (loaded: example, fail, panic)"),
         "{r:?}"
     );
     assert!(runs(&log).is_empty());
@@ -552,7 +555,12 @@ fn a_killed_run_leaves_an_abandoned_row_that_the_next_run_fails() {
     dbjobs.run(&["run"]).assert_code(0);
     let r = row(&server, slow);
     assert_eq!(val(&r, "done"), "1");
-    assert!(val(&r, "result").starts_with("failed: abandoned"), "{r:?}");
+    assert!(
+        val(&r, "result").starts_with(
+            "failed, server state unknown: abandoned: the dbjobs run that claimed this job ended"
+        ),
+        "{r:?}"
+    );
     assert_eq!(
         val(&row(&server, next), "result"),
         format!("example job {next} done")

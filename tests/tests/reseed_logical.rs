@@ -239,7 +239,7 @@ fn broken_transfers_leave_the_target_untouched() {
     assert_eq!(row.done, 1);
     assert!(row.end.is_some());
     let result = row.result.unwrap_or_default();
-    assert!(result.starts_with("failed:"), "{result}");
+    assert!(result.starts_with("failed, "), "{result}");
     assert!(result.contains("cut short"), "{result}");
     assert!(result.contains("nothing was applied"), "{result}");
     assert_eq!(checksums(&dst), data_before);
@@ -451,7 +451,7 @@ fn a_bad_statement_in_a_table_section_fails_with_its_dump_line() {
     assert!(log.contains("applying the dump in 3 sessions"), "{log}");
     assert_eq!(row.done, 1);
     let result = row.result.unwrap_or_default();
-    assert!(result.starts_with("failed:"), "{result}");
+    assert!(result.starts_with("failed, "), "{result}");
     assert!(result.contains("ERROR 1064 (42000)"), "{result}");
     assert!(
         result.contains(&format!("(line {bad_line} of the dump)")),

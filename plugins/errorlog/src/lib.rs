@@ -3,10 +3,10 @@
 //!
 //! `error` is the task's name up to replication-manager 2.3.48, `errorlog` from 2.3.49 on;
 //! both do the same. The work (rotating the log aside, sending it, keeping it when the send
-//! fails) is [`dbjobs_sdk::logship::ship`]; this crate only declares the tasks.
+//! fails) is [`dbjobs_logship::ship`]; this crate only declares the tasks.
 
-use dbjobs_sdk::logship::{self, AUDIT_LOG, ERROR_LOG, SQL_ERROR_LOG};
-use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
+use dbjobs_logship::{self as logship, AUDIT_LOG, ERROR_LOG, SQL_ERROR_LOG};
+use dbjobs_sdk::{export_plugin, Direction, Host, Job, JobError, Outcome, Plugin, PluginInfo};
 
 /// The errorlog plugin.
 #[derive(Default)]
@@ -39,17 +39,18 @@ impl Plugin for ErrorLog {
             Direction::Outbound,
             "send the sql_errlog log (@@sql_error_log_filename, setting sql_error_log) to server:port",
         )
+        .settings(&logship::settings_for(&[&ERROR_LOG, &AUDIT_LOG, &SQL_ERROR_LOG]))
     }
 
-    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
+    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
         let spec = match job.task.as_str() {
             "error" | "errorlog" => &ERROR_LOG,
             "auditlog" => &AUDIT_LOG,
             "sqlerrorlog" => &SQL_ERROR_LOG,
             other => {
-                return Err(format!(
+                return Err(JobError::invalid_job(format!(
                     "the errorlog plugin does not handle task {other:?}"
-                ))
+                )))
             }
         };
         logship::ship(job, host, spec)

@@ -12,7 +12,20 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
+use dbjobs_sdk::{
+    declare_settings, export_plugin, Direction, Host, Job, JobError, Outcome, Plugin, PluginInfo,
+    ServerState,
+};
+
+declare_settings! {
+    /// What the example task does besides waiting.
+    pub struct ExampleSettings {
+        /// File the example task appends "<job id> <pid>" to (tests count the lines); empty: none.
+        pub example_log: String = "",
+        /// JSON the example task returns as its payload; empty: none.
+        pub example_payload: String = "",
+    }
+}
 
 /// The longest wait a row may ask for, in milliseconds.
 pub const MAX_WAIT_MS: u16 = 60_000;
@@ -33,20 +46,23 @@ impl Plugin for Example {
             Direction::Local,
             "wait `port` milliseconds, append the job id to the file named by `example_log`",
         )
+        .settings(ExampleSettings::DECLS)
     }
 
-    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
+    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
+        let settings = ExampleSettings::read(host)?;
         if job.port > MAX_WAIT_MS {
-            return Err(format!(
+            return Err(JobError::invalid_job(format!(
                 "port {} is out of range for the example task: it is a wait in milliseconds, 0..={MAX_WAIT_MS}",
                 job.port
-            ));
+            ))
+            .with_state(ServerState::Untouched));
         }
         let wait = Duration::from_millis(u64::from(job.port));
         let start = Instant::now();
         while start.elapsed() < wait {
             if host.cancelled() {
-                return Err("cancelled".into());
+                return Err(JobError::cancelled("cancelled").with_state(ServerState::Untouched));
             }
             host.progress(&format!(
                 "waited {} of {} ms",
@@ -58,21 +74,22 @@ impl Plugin for Example {
                     .min(Duration::from_millis(50)),
             );
         }
-        if let Some(path) = host.setting("example_log") {
+        if !settings.example_log.is_empty() {
+            let path = &settings.example_log;
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(&path)
-                .map_err(|e| format!("cannot open example_log {path}: {e}"))?;
+                .open(path)
+                .map_err(|e| JobError::io(format!("cannot open example_log {path}: {e}")))?;
             // One write per line: O_APPEND keeps concurrent writers' lines whole.
             file.write_all(format!("{} {}\n", job.id, std::process::id()).as_bytes())
-                .map_err(|e| format!("cannot write example_log {path}: {e}"))?;
+                .map_err(|e| JobError::io(format!("cannot write example_log {path}: {e}")))?;
         }
         host.info(&format!("waited {} ms", wait.as_millis()));
         let outcome = Outcome::new(format!("example job {} done", job.id));
-        Ok(match host.setting("example_payload") {
-            Some(json) => outcome.with_payload(json),
-            None => outcome,
+        Ok(match settings.example_payload.as_str() {
+            "" => outcome,
+            json => outcome.with_payload(json),
         })
     }
 }

@@ -3,11 +3,11 @@
 //! replication-manager queues `flashbackmysqldump`, `flashbackxtrabackup` or `flashbackmariabackup`
 //! when an old master rejoins the cluster from its own last backup. The
 //! node listens on the row's port, receives the stream and restores it; all of that lives in
-//! [`dbjobs_sdk::restore`], shared with the `reseed` plugin, so this crate only declares
+//! [`dbjobs_restore`], shared with the `reseed` plugin, so this crate only declares
 //! the tasks.
 
-use dbjobs_sdk::restore::{self, Intent};
-use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
+use dbjobs_restore::{self as restore, Intent};
+use dbjobs_sdk::{export_plugin, Direction, Host, Job, JobError, Outcome, Plugin, PluginInfo};
 
 /// The flashback plugin.
 #[derive(Default)]
@@ -20,24 +20,25 @@ impl Plugin for Flashback {
             env!("CARGO_PKG_VERSION"),
             "restore the node from its own backup, received from replication-manager",
         )
-        .task(
+        .restore_task(
             "flashbackmysqldump",
             Direction::Inbound,
             "receive a gzip'd SQL dump on `port` and apply it (not binlogged)",
         )
-        .task(
+        .restore_task(
             "flashbackxtrabackup",
             Direction::Inbound,
             "receive an xbstream backup on `port` and restore it",
         )
-        .task(
+        .restore_task(
             "flashbackmariabackup",
             Direction::Inbound,
             "receive an xbstream backup on `port` and restore it",
         )
+        .settings(&restore::declared_settings())
     }
 
-    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
+    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
         restore::run(Intent::Flashback, job, host)
     }
 }

@@ -7,7 +7,7 @@
 //! runs with `sql_log_bin=0`.
 //!
 //! The tables are the base tables (and system-versioned tables) of every schema except the
-//! system ones ([`dbjobs_sdk::sql::is_system_schema`]: `mysql`, `sys`, the job queue, ...);
+//! system ones ([`dbjobs_kit::sql::is_system_schema`]: `mysql`, `sys`, the job queue, ...);
 //! views and sequences are skipped. One table at a time, so the load on the node stays that
 //! of a single rebuild; the row's `result` shows `k/n schema.table` while it runs (the host
 //! rate-limits these writes; the log gets every line).
@@ -20,8 +20,10 @@
 
 use std::time::Instant;
 
-use dbjobs_sdk::sql::{is_system_schema, qualified};
-use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
+use dbjobs_kit::sql::{is_system_schema, qualified};
+use dbjobs_sdk::{
+    export_plugin, Direction, Host, Job, JobError, Outcome, Plugin, PluginInfo, ServerState,
+};
 
 /// The optimize plugin.
 #[derive(Default)]
@@ -83,7 +85,15 @@ impl Plugin for Optimize {
         )
     }
 
-    fn run(&self, _job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
+    fn run(&self, _job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
+        // OPTIMIZE rebuilds a table with the same rows: whatever fails, the data is as it was.
+        optimize_all(host).map_err(|e| e.or_state(ServerState::Untouched))
+    }
+}
+
+/// Optimize every user table, one at a time; see the crate docs.
+fn optimize_all(host: &Host<'_>) -> Result<Outcome, JobError> {
+    {
         let start = Instant::now();
         let rows = host
             .query(
@@ -92,7 +102,7 @@ impl Plugin for Optimize {
                  ORDER BY TABLE_SCHEMA, TABLE_NAME",
                 &[],
             )
-            .map_err(|e| format!("cannot list the tables: {e}"))?;
+            .map_err(|e| e.context("cannot list the tables"))?;
         let tables: Vec<(String, String)> = rows
             .into_iter()
             .filter_map(|r| {
@@ -108,9 +118,9 @@ impl Plugin for Optimize {
         let mut schemas = std::collections::BTreeSet::new();
         for (k, (schema, table)) in tables.iter().enumerate() {
             if host.cancelled() {
-                return Err(format!(
+                return Err(JobError::cancelled(format!(
                     "cancelled after {k} of {n} tables ({done} optimized)"
-                ));
+                )));
             }
             let name = format!("{schema}.{table}");
             let line = format!("{}/{n} {name}", k + 1);
@@ -123,7 +133,7 @@ impl Plugin for Optimize {
             );
             let outcome = match host.query(&sql, &[]) {
                 Ok(rows) => classify(&rows),
-                Err(e) => TableOutcome::Failed(e),
+                Err(e) => TableOutcome::Failed(e.message),
             };
             match outcome {
                 TableOutcome::Done => done += 1,
@@ -150,11 +160,11 @@ impl Plugin for Optimize {
             host.info(&summary);
             Ok(Outcome::new(summary))
         } else {
-            Err(format!(
+            Err(JobError::sql(format!(
                 "{} of {n} tables failed: {}; {summary}",
                 failures.len(),
                 failures.join("; ")
-            ))
+            )))
         }
     }
 }

@@ -3,11 +3,11 @@
 //! replication-manager queues `reseedmysqldump`, `reseedxtrabackup` or `reseedmariabackup`
 //! when a node must be rebuilt from the master's (or the backup server's) last backup. The
 //! node listens on the row's port, receives the stream and restores it; all of that lives in
-//! [`dbjobs_sdk::restore`], shared with the `flashback` plugin, so this crate only declares
+//! [`dbjobs_restore`], shared with the `flashback` plugin, so this crate only declares
 //! the tasks.
 
-use dbjobs_sdk::restore::{self, Intent};
-use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
+use dbjobs_restore::{self as restore, Intent};
+use dbjobs_sdk::{export_plugin, Direction, Host, Job, JobError, Outcome, Plugin, PluginInfo};
 
 /// The reseed plugin.
 #[derive(Default)]
@@ -20,24 +20,25 @@ impl Plugin for Reseed {
             env!("CARGO_PKG_VERSION"),
             "rebuild the node from a backup received from replication-manager",
         )
-        .task(
+        .restore_task(
             "reseedmysqldump",
             Direction::Inbound,
             "receive a gzip'd SQL dump on `port` and apply it (not binlogged)",
         )
-        .task(
+        .restore_task(
             "reseedxtrabackup",
             Direction::Inbound,
             "receive an xbstream backup on `port` and restore it",
         )
-        .task(
+        .restore_task(
             "reseedmariabackup",
             Direction::Inbound,
             "receive an xbstream backup on `port` and restore it",
         )
+        .settings(&restore::declared_settings())
     }
 
-    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
+    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
         restore::run(Intent::Reseed, job, host)
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! replication-manager 3.x (API mode) and the shipped node scripts queue these to stop,
 //! start or restart the server of a node. Each runs the command configured in a setting,
-//! split on whitespace and run without a shell ([`dbjobs_sdk::service::ServiceCommand`]):
+//! split on whitespace and run without a shell ([`dbjobs_kit::service::ServiceCommand`]):
 //!
 //! | task | setting | default |
 //! |---|---|---|
@@ -23,22 +23,22 @@
 //! those 60 s, the outcome is written normally. A failing stop command (non-zero exit) is
 //! written normally too, since the server is then usually still up.
 
-use dbjobs_sdk::service::{
-    wait_timeout, wait_until_answers, ServiceCommand, DEFAULT_RESTART_COMMAND,
-    DEFAULT_START_COMMAND, DEFAULT_STOP_COMMAND,
-};
-use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
+use dbjobs_kit::service::{wait_until_answers, ServiceCommand, ServiceSettings};
+use dbjobs_sdk::{export_plugin, Direction, Host, Job, JobError, Outcome, Plugin, PluginInfo};
 
 /// The service-control plugin.
 #[derive(Default)]
 pub struct Service;
 
-/// The setting and default command of a task, `None` for a task this plugin does not own.
-pub fn command_for(task: &str) -> Option<(&'static str, &'static str)> {
+/// The configured command of a task, `None` for a task this plugin does not own.
+pub fn command_for(
+    task: &str,
+    settings: &ServiceSettings,
+) -> Option<Result<ServiceCommand, JobError>> {
     match task {
-        "stop" => Some(("service_stop_command", DEFAULT_STOP_COMMAND)),
-        "start" => Some(("service_start_command", DEFAULT_START_COMMAND)),
-        "restart" => Some(("service_restart_command", DEFAULT_RESTART_COMMAND)),
+        "stop" => Some(settings.stop()),
+        "start" => Some(settings.start()),
+        "restart" => Some(settings.restart()),
         _ => None,
     }
 }
@@ -65,13 +65,18 @@ impl Plugin for Service {
             Direction::Local,
             "run service_restart_command and wait until the server answers",
         )
+        .settings(ServiceSettings::DECLS)
     }
 
-    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
-        let (setting, default) = command_for(&job.task)
-            .ok_or_else(|| format!("the service plugin does not own task {:?}", job.task))?;
-        let command = ServiceCommand::from_setting(host, setting, default)?;
-        let wait = wait_timeout(host)?;
+    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
+        let settings = ServiceSettings::read(host)?;
+        let command = command_for(&job.task, &settings).ok_or_else(|| {
+            JobError::invalid_job(format!(
+                "the service plugin does not own task {:?}",
+                job.task
+            ))
+        })??;
+        let wait = settings.wait();
         // The last row update before the server may go away.
         host.progress(&format!("running {command}"));
         host.info(&format!("running {command}"));
@@ -103,15 +108,14 @@ mod tests {
 
     #[test]
     fn each_task_has_its_setting() {
-        assert_eq!(
-            command_for("stop"),
-            Some(("service_stop_command", "systemctl stop mariadb"))
-        );
-        assert_eq!(command_for("start").unwrap().0, "service_start_command");
-        assert_eq!(
-            command_for("restart").unwrap().1,
-            "systemctl restart mariadb"
-        );
-        assert_eq!(command_for("optimize"), None);
+        let s = ServiceSettings::read(&|name: &str| {
+            (name == "service_restart_command").then(|| "/usr/local/bin/bounce db".to_string())
+        })
+        .unwrap();
+        let cmd = |t: &str| command_for(t, &s).unwrap().unwrap().to_string();
+        assert_eq!(cmd("stop"), "systemctl stop mariadb");
+        assert_eq!(cmd("start"), "systemctl start mariadb");
+        assert_eq!(cmd("restart"), "/usr/local/bin/bounce db");
+        assert!(command_for("optimize", &s).is_none());
     }
 }

@@ -32,18 +32,31 @@
 //!
 //! Settings: `backup_tool`, `backup_log_copy_interval`, `connect_timeout`, `send_timeout`.
 
-use std::net::Shutdown;
-use std::path::Path;
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use dbjobs_sdk::copy::{human_bytes, human_rate, relay_with_progress, CopyError};
-use dbjobs_sdk::net::connect_to_manager;
-use dbjobs_sdk::tool::{find_tool, ToolCommand};
-use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo, TableVariant};
+use dbjobs_kit::copy::{human_bytes, human_rate, relay_with_progress};
+use dbjobs_kit::net::{connect_to_manager, OutboundSettings};
+use dbjobs_kit::position::BinlogPosition;
+use dbjobs_kit::server::ServerFacts;
+use dbjobs_kit::tool::{find_tool, BackupToolSettings, RunningTool, ToolCommand, ToolExit};
+use dbjobs_sdk::{
+    declare_settings, export_plugin, Direction, Host, Job, JobError, Outcome, Plugin, PluginInfo,
+    ServerState,
+};
 
 /// What the backup tools print last when the backup is complete.
 pub const COMPLETED_OK: &str = "completed OK!";
+
+declare_settings! {
+    /// How the backup tool runs.
+    pub struct BackupSettings {
+        /// Milliseconds between the backup tool's redo log copies (--log-copy-interval); 0: the tool's default (1000).
+        pub backup_log_copy_interval: u64 = "100",
+    }
+}
 
 /// The backup plugin.
 #[derive(Default)]
@@ -66,184 +79,215 @@ impl Plugin for Xtrabackup {
             Direction::Outbound,
             "stream a physical backup to server:port (xbstream)",
         )
+        .settings(BackupSettings::DECLS)
+        .settings(BackupToolSettings::DECLS)
+        .settings(OutboundSettings::DECLS)
     }
 
-    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
-        let server = job.require_server()?;
+    fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
+        // A backup reads the data and never changes it.
+        backup(job, host).map_err(|e| e.or_state(ServerState::Untouched))
+    }
+}
 
-        let version = host
-            .query_value("SELECT @@version", &[])
-            .map_err(|e| format!("cannot read the server version: {e}"))?
-            .unwrap_or_default();
-        let vendor = Vendor::from_version(&version);
-        let tool = find_tool(vendor.tool_names(), host.setting("backup_tool").as_deref())
-            .map_err(|e| format!("{e} (setting backup_tool)"))?;
-        let datadir = host
-            .query_value("SELECT @@datadir", &[])
-            .map_err(|e| format!("cannot read @@datadir: {e}"))?
-            .ok_or("the server reports no @@datadir")?;
-        let option_file = host.client_option_file();
-        if option_file.as_os_str().is_empty() {
-            return Err(
-                "the host has no client option file for the backup tool; see the dbjobs log".into(),
-            );
-        }
-        let log_copy_interval =
-            host.setting_or("backup_log_copy_interval", DEFAULT_LOG_COPY_INTERVAL_MS)?;
+/// The whole job: prepare, connect, stream, check the tool's end, report.
+fn backup(job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
+    let plan = BackupPlan::read(host)?;
+    let stream = connect_to_manager(job, host, &plan.outbound)
+        .map_err(|e| e.with_hint("is replication-manager listening for this backup?"))?;
+    host.info(&format!(
+        "connected to {}:{}; starting {}",
+        job.require_server()?,
+        job.port,
+        plan.tool.display()
+    ));
+    let streamed = stream_backup(job, host, &plan, &stream)?;
+    let outcome = report(job, host, &plan, &streamed);
+    Ok(outcome)
+}
+
+/// Everything decided before connecting: settings, tool, server facts, a private directory.
+struct BackupPlan {
+    outbound: OutboundSettings,
+    tool: PathBuf,
+    facts: ServerFacts,
+    option_file: PathBuf,
+    log_copy_interval: u64,
+    target: tempfile::TempDir,
+}
+
+impl BackupPlan {
+    fn read(host: &Host<'_>) -> Result<Self, JobError> {
+        let outbound = OutboundSettings::read(host)?;
+        let backup = BackupSettings::read(host)?;
+        let forced = BackupToolSettings::read(host)?.backup_tool;
+        let facts = ServerFacts::read(host)?;
+        let tool = find_tool(facts.vendor.backup_tools(), Some(&forced))
+            .map_err(|e| e.context("setting backup_tool"))?;
         let target = tempfile::Builder::new()
             .prefix("dbjobs-backup-")
             .tempdir()
-            .map_err(|e| format!("cannot create a private temporary directory: {e}"))?;
-
-        let stream = connect_to_manager(job, host)
-            .map_err(|e| format!("{e}; is replication-manager listening for this backup?"))?;
-        host.info(&format!(
-            "connected to {server}:{}; starting {}",
-            job.port,
-            tool.display()
-        ));
-
-        let position_line: Arc<Mutex<Option<String>>> = Arc::default();
-        let seen = Arc::clone(&position_line);
-        let mut running = ToolCommand::new(&tool, Some(&option_file))
-            .args(backup_args(target.path(), &datadir, log_copy_interval))
-            .piped_stdout()
-            .spawn(move |line| {
-                if parse_position(line).is_some() {
-                    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(line.to_string());
-                }
+            .map_err(|e| {
+                JobError::io(format!("cannot create a private temporary directory: {e}"))
             })?;
-        let stdout = running.take_stdout().ok_or("the tool has no stdout pipe")?;
+        Ok(BackupPlan {
+            outbound,
+            tool,
+            option_file: host.client_option_file()?,
+            facts,
+            log_copy_interval: backup.backup_log_copy_interval,
+            target,
+        })
+    }
+}
 
-        let start = Instant::now();
-        // A thread reads the tool's pipe ahead (up to 16 MiB) while this one sends, so the
-        // tool reads its next chunk from disk while the last one goes out (see
-        // relay_with_progress). host.progress() never blocks (the host writes the row from a
-        // thread of its own), so reporting from the copy cannot stall the stream while the
-        // tool holds its backup lock, which also blocks writes to the job row.
-        let mut out = &stream;
-        let copied = relay_with_progress(
-            stdout,
-            &mut out,
-            || host.cancelled(),
-            |n| {
-                host.progress(&format!(
-                    "{} sent to {server}:{} ({})",
-                    human_bytes(n),
-                    job.port,
-                    human_rate(n, start.elapsed())
-                ))
-            },
-        );
-        if copied.is_err() {
-            running.kill();
-        }
-        let sent = match copied {
-            Ok(n) => n,
-            Err(e) => {
-                // Dropping the running tool reaps it (it was killed above).
-                drop(running);
-                return Err(match e {
-                    CopyError::Write { .. } => format!(
-                        "sending the backup to {server}:{} failed: {e}; the backup tool was stopped",
-                        job.port
-                    ),
-                    CopyError::Read { .. } => format!(
-                        "reading the backup stream from {} failed: {e}; the backup tool was stopped",
-                        tool.display()
-                    ),
-                });
+/// What the stream did: bytes, time, the tool's end and the position it printed.
+struct Streamed {
+    sent: u64,
+    elapsed: Duration,
+    position: Option<BinlogPosition>,
+}
+
+/// Run the tool and relay its stdout into the socket; the job fails unless every byte was
+/// written and the tool ended with `completed OK!`.
+fn stream_backup(
+    job: &Job,
+    host: &Host<'_>,
+    plan: &BackupPlan,
+    stream: &TcpStream,
+) -> Result<Streamed, JobError> {
+    let position_line: Arc<Mutex<Option<BinlogPosition>>> = Arc::default();
+    let seen = Arc::clone(&position_line);
+    let datadir = plan.facts.datadir.display().to_string();
+    let mut running = ToolCommand::new(&plan.tool, Some(&plan.option_file))
+        .args(backup_args(
+            plan.target.path(),
+            &datadir,
+            plan.log_copy_interval,
+        ))
+        .piped_stdout()
+        .spawn(move |line| {
+            if let Some(p) = BinlogPosition::from_tool_line(line) {
+                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
             }
+        })?;
+    let start = Instant::now();
+    let sent = relay(job, host, plan, &mut running, stream, start)?;
+    // End of stream for the listener: the tool closed its stdout, everything was written.
+    let _ = stream.shutdown(Shutdown::Write);
+    let exit = running.wait()?;
+    check_completed(&exit, sent)?;
+    let position = position_line
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .or_else(|| {
+            exit.stderr_tail
+                .iter()
+                .rev()
+                .find_map(|l| BinlogPosition::from_tool_line(l))
+        });
+    Ok(Streamed {
+        sent,
+        elapsed: start.elapsed(),
+        position,
+    })
+}
+
+/// Relay the tool's stdout into the socket (a thread reads the pipe up to 16 MiB ahead so
+/// the tool reads its next chunk from disk while the last one goes out). `host.progress()`
+/// never blocks, so reporting from the copy cannot stall the stream while the tool holds its
+/// backup lock, which also blocks writes to the job row. On a failure the tool is killed.
+fn relay(
+    job: &Job,
+    host: &Host<'_>,
+    plan: &BackupPlan,
+    running: &mut RunningTool,
+    stream: &TcpStream,
+    start: Instant,
+) -> Result<u64, JobError> {
+    let server = job.require_server()?;
+    let stdout = running
+        .take_stdout()
+        .ok_or_else(|| JobError::internal("the tool has no stdout pipe"))?;
+    let mut out = stream;
+    let copied = relay_with_progress(
+        stdout,
+        &mut out,
+        || host.cancelled(),
+        |n| {
+            host.progress(&format!(
+                "{} sent to {server}:{} ({})",
+                human_bytes(n),
+                job.port,
+                human_rate(n, start.elapsed())
+            ))
+        },
+    );
+    copied.map_err(|e| {
+        running.kill();
+        let what = match &e {
+            dbjobs_kit::copy::CopyError::Write { .. } => {
+                format!("sending the backup to {server}:{} failed", job.port)
+            }
+            dbjobs_kit::copy::CopyError::Read { .. } => format!(
+                "reading the backup stream from {} failed",
+                plan.tool.display()
+            ),
         };
-        // End of stream for the listener: the tool closed its stdout, everything was written.
-        let _ = stream.shutdown(Shutdown::Write);
-        let exit = running.wait()?;
-        let elapsed = start.elapsed();
-        if !exit.success() || !exit.stderr_contains(COMPLETED_OK) {
-            let why = if exit.success() {
-                format!(
-                    "{} exited without printing {COMPLETED_OK:?}: {}",
-                    exit.name,
-                    exit.last_lines(5)
-                )
-            } else {
-                exit.failure()
-            };
-            return Err(format!(
-                "the backup failed after sending {}: {why}",
-                human_bytes(sent)
-            ));
+        let err = e.into_job_error(&what);
+        JobError {
+            message: format!("{}; the backup tool was stopped", err.message),
+            ..err
         }
-        let position = position_line
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .or_else(|| {
-                exit.stderr_tail
-                    .iter()
-                    .rev()
-                    .find(|l| parse_position(l).is_some())
-                    .cloned()
-            })
-            .and_then(|l| parse_position(&l));
-        let mut result = format!(
-            "backup sent to {server}:{}: {} in {:.1} s ({})",
-            job.port,
-            human_bytes(sent),
-            elapsed.as_secs_f64(),
-            human_rate(sent, elapsed)
-        );
-        match &position {
-            Some(p) => {
-                result.push_str("; ");
-                result.push_str(&p.to_string());
-            }
-            None => result.push_str("; no binlog position (is the binary log off?)"),
-        }
-        host.info(&result);
-        let mut outcome = Outcome::new(result);
-        if job.variant == TableVariant::Payload {
-            if let Some(p) = &position {
-                outcome = outcome.with_payload(p.payload(vendor));
-            }
-        }
-        Ok(outcome)
-    }
+    })
 }
 
-/// Which backup tool fits the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Vendor {
-    /// MariaDB: `mariadb-backup`/`mariabackup`.
-    MariaDb,
-    /// Percona Server or MySQL: `xtrabackup`.
-    Percona,
+/// The tool must exit 0 and print `completed OK!`.
+fn check_completed(exit: &ToolExit, sent: u64) -> Result<(), JobError> {
+    if exit.success() && exit.stderr_contains(COMPLETED_OK) {
+        return Ok(());
+    }
+    let why = if exit.success() {
+        format!(
+            "{} exited without printing {COMPLETED_OK:?}: {}",
+            exit.name,
+            exit.last_lines(5)
+        )
+    } else {
+        exit.failure()
+    };
+    Err(JobError::tool(format!(
+        "the backup failed after sending {}: {why}",
+        human_bytes(sent)
+    )))
 }
 
-impl Vendor {
-    /// From `@@version` (MariaDB versions say `MariaDB`).
-    pub fn from_version(version: &str) -> Self {
-        if version.to_ascii_lowercase().contains("mariadb") {
-            Vendor::MariaDb
-        } else {
-            Vendor::Percona
+/// The result text (bytes, time, rate and the position in the form replication-manager
+/// parses) and, in the payload variant or API mode, the position payload.
+fn report(job: &Job, host: &Host<'_>, plan: &BackupPlan, s: &Streamed) -> Outcome {
+    let mut result = format!(
+        "backup sent to {}:{}: {} in {:.1} s ({})",
+        job.server.as_deref().unwrap_or("?"),
+        job.port,
+        human_bytes(s.sent),
+        s.elapsed.as_secs_f64(),
+        human_rate(s.sent, s.elapsed)
+    );
+    match &s.position {
+        Some(p) => {
+            result.push_str("; ");
+            result.push_str(&p.to_string());
         }
+        None => result.push_str("; no binlog position (is the binary log off?)"),
     }
-
-    /// Tool names to look for, preferred first.
-    pub fn tool_names(self) -> &'static [&'static str] {
-        match self {
-            Vendor::MariaDb => &["mariadb-backup", "mariabackup"],
-            Vendor::Percona => &["xtrabackup"],
+    host.info(&result);
+    let outcome = Outcome::new(result);
+    match &s.position {
+        Some(p) if job.manager_applies_position() => {
+            outcome.with_payload(p.payload(plan.facts.vendor))
         }
-    }
-
-    /// The `vendor` value of the payload.
-    pub fn name(self) -> &'static str {
-        match self {
-            Vendor::MariaDb => "mariadb",
-            Vendor::Percona => "percona",
-        }
+        _ => outcome,
     }
 }
 
@@ -278,65 +322,6 @@ pub fn backup_args(target_dir: &Path, datadir: &str, log_copy_interval_ms: u64) 
     args
 }
 
-/// A binlog position as the backup tool prints it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BinlogPosition {
-    /// Binlog file name, e.g. `mariadb-bin.000001`.
-    pub file: String,
-    /// Offset in that file.
-    pub position: String,
-    /// GTID of the last change (may be empty).
-    pub gtid: String,
-}
-
-impl BinlogPosition {
-    /// The payload JSON replication-manager reads in the payload variant.
-    pub fn payload(&self, vendor: Vendor) -> String {
-        serde_json::json!({
-            "vendor": vendor.name(),
-            "gtid": self.gtid,
-            "binLogFile": self.file,
-            "binLogPos": self.position,
-        })
-        .to_string()
-    }
-}
-
-impl std::fmt::Display for BinlogPosition {
-    /// The form replication-manager parses from the result.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "filename '{}', position '{}', GTID of the last change '{}'",
-            self.file, self.position, self.gtid
-        )
-    }
-}
-
-/// The quoted value after `key '` in `line`.
-fn quoted_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let start = line.find(key)? + key.len();
-    let rest = &line[start..];
-    let end = rest.find('\'')?;
-    Some(&rest[..end])
-}
-
-/// Parse a line such as `MySQL binlog position: filename 'mariadb-bin.000001', position
-/// '328', GTID of the last change '0-1-1'` (the GTID part is optional).
-pub fn parse_position(line: &str) -> Option<BinlogPosition> {
-    let file = quoted_after(line, "filename '")?;
-    let position = quoted_after(line, "position '")?;
-    if file.is_empty() || position.is_empty() || !position.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let gtid = quoted_after(line, "GTID of the last change '").unwrap_or("");
-    Some(BinlogPosition {
-        file: file.to_string(),
-        position: position.to_string(),
-        gtid: gtid.to_string(),
-    })
-}
-
 export_plugin!(Xtrabackup);
 
 #[cfg(test)]
@@ -344,52 +329,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_mariadb_backup_line() {
-        let line = "[00] 2024-01-01 10:00:00 MySQL binlog position: filename 'mariadb-bin.000001', position '328', GTID of the last change '0-1-1'";
-        let p = parse_position(line).unwrap();
-        assert_eq!(
-            p,
-            BinlogPosition {
-                file: "mariadb-bin.000001".into(),
-                position: "328".into(),
-                gtid: "0-1-1".into()
-            }
-        );
-        assert_eq!(
-            p.to_string(),
-            "filename 'mariadb-bin.000001', position '328', GTID of the last change '0-1-1'"
-        );
-    }
-
-    #[test]
-    fn position_without_gtid_and_non_position_lines() {
-        let p = parse_position("filename 'bin.000002', position '157'").unwrap();
-        assert_eq!(p.gtid, "");
-        assert!(parse_position("[00] Streaming ./mysql/gtid_slave_pos.ibd").is_none());
-        assert!(parse_position("filename 'x', position 'abc'").is_none());
-        assert!(parse_position("filename '', position '1'").is_none());
-    }
-
-    #[test]
-    fn payload_is_the_json_replication_manager_reads() {
-        let p = BinlogPosition {
-            file: "mariadb-bin.000001".into(),
-            position: "202805504".into(),
-            gtid: "0-1-16".into(),
-        };
-        let v: serde_json::Value = serde_json::from_str(&p.payload(Vendor::MariaDb)).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"vendor":"mariadb","gtid":"0-1-16","binLogFile":"mariadb-bin.000001","binLogPos":"202805504"})
-        );
-    }
-
-    #[test]
-    fn vendor_and_tools() {
-        assert_eq!(Vendor::from_version("10.11.6-MariaDB-log"), Vendor::MariaDb);
-        assert_eq!(Vendor::from_version("8.0.35-27"), Vendor::Percona);
-        assert_eq!(Vendor::MariaDb.tool_names()[0], "mariadb-backup");
-        assert_eq!(Vendor::Percona.tool_names(), &["xtrabackup"]);
+    fn backup_arguments() {
         let args = backup_args(Path::new("/tmp/t"), "/var/lib/mysql/", 100);
         assert_eq!(&args[..2], &["--backup", "--stream=xbstream"]);
         assert!(args.contains(&"--target-dir=/tmp/t".to_string()));
@@ -399,5 +339,11 @@ mod tests {
         assert!(!tool_default
             .iter()
             .any(|a| a.starts_with("--log-copy-interval")));
+    }
+
+    #[test]
+    fn the_default_interval_is_declared() {
+        let s = BackupSettings::read(&|_: &str| None).unwrap();
+        assert_eq!(s.backup_log_copy_interval, DEFAULT_LOG_COPY_INTERVAL_MS);
     }
 }

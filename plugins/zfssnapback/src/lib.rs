@@ -21,16 +21,28 @@
 //! whitespace and run without a shell. `zfs` is looked up on `PATH` unless the setting
 //! `zfs_command` names it.
 
-use std::time::Instant;
+use std::cell::Cell;
 
-use dbjobs_sdk::service::{
-    wait_timeout, wait_until_answers, ServiceCommand, DEFAULT_START_COMMAND, DEFAULT_STOP_COMMAND,
+use dbjobs_kit::service::{ServiceControl, ServiceSettings};
+use dbjobs_kit::tool::{find_tool, RunningTool, ToolCommand, ToolExit};
+use dbjobs_sdk::{
+    declare_settings, export_plugin, Direction, Host, Job, JobError, Outcome, Plugin, PluginInfo,
+    ServerState,
 };
-use dbjobs_sdk::tool::{find_tool, ToolCommand};
-use dbjobs_sdk::{export_plugin, Direction, Host, Job, Outcome, Plugin, PluginInfo};
 
-/// Default of `zfs_snapshot_filter`.
-pub const DEFAULT_SNAPSHOT_FILTER: &str = "daily";
+declare_settings! {
+    /// Which ZFS snapshot zfssnapback rolls back to.
+    pub struct ZfsSettings {
+        /// The dataset to roll back, e.g. tank/zpmariadb_pod01 (or set zfs_dataset_filter).
+        pub zfs_dataset: String = "",
+        /// Text the one dataset to roll back has in its name, when zfs_dataset is empty.
+        pub zfs_dataset_filter: String = "",
+        /// Text the snapshot's name must contain: the newest such snapshot is used.
+        pub zfs_snapshot_filter: String = "daily",
+        /// Path of the zfs command; empty: zfs on PATH.
+        pub zfs_command: String = "",
+    }
+}
 
 /// The zfssnapback plugin.
 #[derive(Default)]
@@ -68,7 +80,7 @@ pub enum DatasetSelector {
 
 /// Parse `zfs list -H -p -o name,creation` output; lines that are not `name<TAB>seconds` with
 /// an `@` in the name are errors (an unexpected format must not pick a wrong snapshot).
-pub fn parse_list(text: &str) -> Result<Vec<Snapshot>, String> {
+pub fn parse_list(text: &str) -> Result<Vec<Snapshot>, JobError> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
@@ -77,7 +89,11 @@ pub fn parse_list(text: &str) -> Result<Vec<Snapshot>, String> {
             let creation = creation
                 .and_then(|c| c.trim().parse::<u64>().ok())
                 .filter(|_| name.contains('@'))
-                .ok_or_else(|| format!("unexpected line in the output of zfs list: {line:?}"))?;
+                .ok_or_else(|| {
+                    JobError::tool(format!(
+                        "unexpected line in the output of zfs list: {line:?}"
+                    ))
+                })?;
             Ok(Snapshot {
                 name: name.to_string(),
                 creation,
@@ -92,7 +108,7 @@ pub fn pick(
     snapshots: &[Snapshot],
     dataset: &DatasetSelector,
     snapshot_filter: &str,
-) -> Result<Snapshot, String> {
+) -> Result<Snapshot, JobError> {
     let of_dataset: Vec<&Snapshot> = snapshots
         .iter()
         .filter(|s| match dataset {
@@ -108,10 +124,10 @@ pub fn pick(
         DatasetSelector::Filter(f) => format!("datasets matching {f:?}"),
     };
     if datasets.len() > 1 {
-        return Err(format!(
-            "{described} are several: {}; set zfs_dataset to the one to roll back",
-            datasets.join(", ")
-        ));
+        return Err(
+            JobError::config(format!("{described} are several: {}", datasets.join(", ")))
+                .with_hint("set zfs_dataset to the one to roll back"),
+        );
     }
     of_dataset
         .into_iter()
@@ -123,10 +139,10 @@ pub fn pick(
         })
         .cloned()
         .ok_or_else(|| {
-            format!(
-                "no snapshot of {described} has {snapshot_filter:?} in its name; \
-                 check zfs list -t snapshot and the settings zfs_dataset/zfs_dataset_filter/zfs_snapshot_filter"
-            )
+            JobError::refused(format!(
+                "no snapshot of {described} has {snapshot_filter:?} in its name"
+            ))
+            .with_hint("check zfs list -t snapshot and the settings zfs_dataset, zfs_dataset_filter, zfs_snapshot_filter")
         })
 }
 
@@ -159,46 +175,26 @@ impl Plugin for ZfsSnapback {
             env!("CARGO_PKG_VERSION"),
             "roll the datadir's ZFS dataset back to its newest daily snapshot",
         )
+        // Not a `restore_task`: a rollback to a whole snapshot is how an operator may repair a
+        // node an earlier restore left partial, so the host must not refuse it there.
         .task(
             "zfssnapback",
             Direction::Local,
             "stop the service, zfs rollback -r to the newest matching snapshot, start the service",
         )
+        .settings(ZfsSettings::DECLS)
+        .settings(ServiceSettings::DECLS)
     }
 
-    fn run(&self, _job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
-        let dataset = match (
-            host.setting("zfs_dataset"),
-            host.setting("zfs_dataset_filter"),
-        ) {
-            (Some(d), _) if !d.trim().is_empty() => DatasetSelector::Exact(d.trim().to_string()),
-            (_, Some(f)) if !f.trim().is_empty() => DatasetSelector::Filter(f.trim().to_string()),
-            _ => return Err(
-                "no dataset configured: set zfs_dataset (e.g. zfs_dataset=tank/zpmariadb_pod01) \
-                     or zfs_dataset_filter (e.g. zfs_dataset_filter=zpmariadb_pod01) in [dbjobs]"
-                    .into(),
-            ),
-        };
-        let snapshot_filter = host
-            .setting("zfs_snapshot_filter")
-            .unwrap_or_else(|| DEFAULT_SNAPSHOT_FILTER.to_string());
-        let stop =
-            ServiceCommand::from_setting(host, "service_stop_command", DEFAULT_STOP_COMMAND)?;
-        let start =
-            ServiceCommand::from_setting(host, "service_start_command", DEFAULT_START_COMMAND)?;
-        let wait = wait_timeout(host)?;
-        let zfs = find_tool(&["zfs"], host.setting("zfs_command").as_deref())
-            .map_err(|e| format!("{e} (setting zfs_command)"))?;
-
-        let list = ToolCommand::new(&zfs, None)
-            .args(["list", "-H", "-p", "-t", "snapshot", "-o", "name,creation"])
-            .piped_stdout()
-            .spawn(|_| {})?;
-        let (listing, exit) = read_all_and_wait(list)?;
-        if !exit.success() {
-            return Err(format!("listing the snapshots failed: {}", exit.failure()));
-        }
-        let snapshot = pick(&parse_list(&listing)?, &dataset, snapshot_filter.trim())?;
+    fn run(&self, _job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
+        let settings = ZfsSettings::read(host)?;
+        let service = ServiceControl::new(host, &ServiceSettings::read(host)?)?;
+        let zfs = find_tool(&["zfs"], Some(&settings.zfs_command)).map_err(|e| {
+            e.context("setting zfs_command")
+                .with_state(ServerState::Untouched)
+        })?;
+        let snapshot =
+            newest_snapshot(&zfs, &settings).map_err(|e| e.or_state(ServerState::Untouched))?;
         let when = utc(snapshot.creation);
         host.info(&format!(
             "rolling back to {} (created {when})",
@@ -209,76 +205,89 @@ impl Plugin for ZfsSnapback {
             "stopping the service to roll back to {}",
             snapshot.name
         ));
-        let started = Instant::now();
-
-        if let Err(e) = stop.run() {
-            let restart = start_again(host, &start, wait);
-            return Err(format!(
-                "stopping the service failed, nothing was rolled back: {e}; {restart}"
-            ));
-        }
-        host.info(&format!(
-            "service stopped; zfs rollback -r {}",
-            snapshot.name
-        ));
-        let rollback = ToolCommand::new(&zfs, None)
-            .args(["rollback", "-r", snapshot.name.as_str()])
-            .run();
-        let rollback_error = match rollback {
-            Ok(exit) if exit.success() => None,
-            Ok(exit) => Some(exit.failure()),
-            Err(e) => Some(e),
-        };
-        if let Some(e) = rollback_error {
-            let restart = start_again(host, &start, wait);
-            return Err(format!(
-                "zfs rollback -r {} failed: {e}; the data was not rolled back; {restart}",
-                snapshot.name
-            ));
-        }
-        host.info(&format!("rolled back; starting the service: {start}"));
-        start.run().map_err(|e| {
-            format!(
-                "rolled back to {} but starting the service failed: {e}; start it by hand",
-                snapshot.name
-            )
-        })?;
-        let took = wait_until_answers(host, wait)
-            .map_err(|e| format!("rolled back to {}, service started, but {e}", snapshot.name))?;
+        let rolled_back = Cell::new(false);
+        let ((), down) = service.with_server_stopped(
+            || {
+                rollback(host, &zfs, &snapshot)?;
+                rolled_back.set(true);
+                Ok(())
+            },
+            |()| Ok(()),
+            || match rolled_back.get() {
+                false => Ok(()),
+                true => Err(JobError::tool(format!(
+                    "the rollback to {} happened and cannot be undone",
+                    snapshot.name
+                ))
+                .with_hint("start the service by hand and check its error log")
+                .with_state(ServerState::Unknown)),
+            },
+        )?;
         let result = format!(
-            "rolled back to snapshot {} (created {when}); service stopped and started, the server answered after {:.1} s (down {:.1} s)",
+            "rolled back to snapshot {} (created {when}); service stopped and started, the server answered after being down {:.1} s",
             snapshot.name,
-            took.as_secs_f64(),
-            started.elapsed().as_secs_f64()
+            down.as_secs_f64()
         );
         host.info(&result);
         Ok(Outcome::new(result))
     }
 }
 
-/// After a failure with the service stopped: start it and wait for the server, and say how
-/// that went (for the job's error text).
-fn start_again(host: &Host<'_>, start: &ServiceCommand, wait: std::time::Duration) -> String {
-    host.warn(&format!("starting the service again: {start}"));
-    match start.run() {
-        Err(e) => format!("starting the service again failed too: {e}; start it by hand"),
-        Ok(_) => match wait_until_answers(host, wait) {
-            Ok(_) => "the service was started again".to_string(),
-            Err(e) => format!("the service was started again, but {e}"),
-        },
+/// Settings to a dataset selector: `zfs_dataset`, else `zfs_dataset_filter`.
+fn dataset_selector(settings: &ZfsSettings) -> Result<DatasetSelector, JobError> {
+    match (settings.zfs_dataset.trim(), settings.zfs_dataset_filter.trim()) {
+        (d, _) if !d.is_empty() => Ok(DatasetSelector::Exact(d.to_string())),
+        (_, f) if !f.is_empty() => Ok(DatasetSelector::Filter(f.to_string())),
+        _ => Err(JobError::config("no dataset configured").with_hint(
+            "set zfs_dataset (e.g. zfs_dataset=tank/zpmariadb_pod01) or zfs_dataset_filter (e.g. zfs_dataset_filter=zpmariadb_pod01) in [dbjobs]",
+        )),
+    }
+}
+
+/// List the snapshots and pick the newest matching one (nothing is changed).
+fn newest_snapshot(zfs: &std::path::Path, settings: &ZfsSettings) -> Result<Snapshot, JobError> {
+    let dataset = dataset_selector(settings)?;
+    let list = ToolCommand::new(zfs, None)
+        .args(["list", "-H", "-p", "-t", "snapshot", "-o", "name,creation"])
+        .piped_stdout()
+        .spawn(|_| {})?;
+    let (listing, exit) = read_all_and_wait(list)?;
+    if !exit.success() {
+        return Err(exit.error("listing the snapshots failed"));
+    }
+    pick(
+        &parse_list(&listing)?,
+        &dataset,
+        settings.zfs_snapshot_filter.trim(),
+    )
+}
+
+/// `zfs rollback -r <snapshot>`, with the service stopped.
+fn rollback(host: &Host<'_>, zfs: &std::path::Path, snapshot: &Snapshot) -> Result<(), JobError> {
+    host.info(&format!(
+        "service stopped; zfs rollback -r {}",
+        snapshot.name
+    ));
+    let exit = ToolCommand::new(zfs, None)
+        .args(["rollback", "-r", snapshot.name.as_str()])
+        .run()?;
+    if exit.success() {
+        Ok(())
+    } else {
+        Err(exit
+            .error(&format!("zfs rollback -r {} failed", snapshot.name))
+            .context("the data was not rolled back"))
     }
 }
 
 /// Read a tool's whole stdout, then wait for it.
-fn read_all_and_wait(
-    mut tool: dbjobs_sdk::tool::RunningTool,
-) -> Result<(String, dbjobs_sdk::tool::ToolExit), String> {
+fn read_all_and_wait(mut tool: RunningTool) -> Result<(String, ToolExit), JobError> {
     use std::io::Read;
     let mut out = String::new();
     if let Some(mut stdout) = tool.take_stdout() {
         stdout
             .read_to_string(&mut out)
-            .map_err(|e| format!("reading the output of zfs list failed: {e}"))?;
+            .map_err(|e| JobError::tool(format!("reading the output of zfs list failed: {e}")))?;
     }
     Ok((out, tool.wait()?))
 }
@@ -321,9 +330,9 @@ mod tests {
     #[test]
     fn ambiguous_or_empty_selections_are_errors() {
         let err = pick(&snaps(), &DatasetSelector::Filter("tank/".into()), "daily").unwrap_err();
-        assert!(err.contains("tank/other, tank/zpdb_pod01"), "{err}");
+        assert!(err.message.contains("tank/other, tank/zpdb_pod01"), "{err}");
         let err = pick(&snaps(), &DatasetSelector::Exact("tank/x".into()), "daily").unwrap_err();
-        assert!(err.contains("no snapshot"), "{err}");
+        assert!(err.message.contains("no snapshot"), "{err}");
     }
 
     #[test]

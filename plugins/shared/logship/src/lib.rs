@@ -18,7 +18,8 @@
 //! exist: if a send with both fails, the next job first appends the newer to the older one.
 //!
 //! The plugins `errorlog` (tasks `error`, `errorlog`, `auditlog`, `sqlerrorlog`) and `slowlog`
-//! (task `slowquery`) are declarations over [`ship`] with one [`LogSpec`] per log.
+//! (task `slowquery`) are declarations over [`ship`] with one [`LogSpec`] per log; the
+//! settings they declare are [`settings_for`] their logs.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -26,13 +27,18 @@ use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::copy::{copy_with_progress, human_bytes, human_rate, Cancellable};
-use crate::net::connect_to_manager;
-use crate::{Host, Job, Outcome};
+use dbjobs_kit::copy::{copy_with_progress, human_bytes, human_rate, Cancellable};
+use dbjobs_kit::net::{connect_to_manager, OutboundSettings};
+use dbjobs_sdk::settings::{read_setting, SettingDecl, SettingType};
+use dbjobs_sdk::{declare_settings, Host, Job, JobError, Outcome, ServerState, SettingKind};
 
-/// Default for the setting `close_timeout`: how long to wait, after the last byte, for
-/// replication-manager to close its side (it does once it has read everything), in seconds.
-pub const DEFAULT_CLOSE_TIMEOUT: u64 = 30;
+declare_settings! {
+    /// How a log is handed over.
+    pub struct ShipSettings {
+        /// Seconds to wait, after the last byte, for replication-manager to close its side (it does once it has read everything).
+        pub close_timeout: u64 = "30",
+    }
+}
 
 /// Suffix of the renamed log being sent; it stays on disk until a send succeeded.
 pub const SENDING_SUFFIX: &str = ".dbjobs-sending";
@@ -57,7 +63,7 @@ pub struct LogSpec {
     /// Words for messages, e.g. `error log`.
     pub what: &'static str,
     /// The `[dbjobs]` setting that overrides the path, e.g. `error_log`.
-    pub setting: &'static str,
+    pub setting: SettingDecl,
     /// The server variable holding the path, e.g. `log_error`.
     pub variable: &'static str,
     /// The file name (in the datadir) used when the variable is empty; `None` when an empty
@@ -70,10 +76,32 @@ pub struct LogSpec {
     pub reopen: Reopen,
 }
 
+/// The declaration of a log's path override.
+const fn path_setting(name: &'static str, doc: &'static str) -> SettingDecl {
+    SettingDecl {
+        name,
+        ty: SettingType::of(SettingKind::Path),
+        default: "",
+        doc,
+    }
+}
+
+/// The settings a plugin shipping `specs` reads: each log's path override, the outbound
+/// connection and the hand-over.
+pub fn settings_for(specs: &[&LogSpec]) -> Vec<SettingDecl> {
+    let mut decls: Vec<SettingDecl> = specs.iter().map(|s| s.setting).collect();
+    decls.extend_from_slice(OutboundSettings::DECLS);
+    decls.extend_from_slice(ShipSettings::DECLS);
+    decls
+}
+
 /// The server's error log (tasks `error` and `errorlog`).
 pub const ERROR_LOG: LogSpec = LogSpec {
     what: "error log",
-    setting: "error_log",
+    setting: path_setting(
+        "error_log",
+        "Path of the error log to ship; empty: the server's @@log_error.",
+    ),
     variable: "log_error",
     default_name: None,
     needs: None,
@@ -83,7 +111,10 @@ pub const ERROR_LOG: LogSpec = LogSpec {
 /// The slow-query log (task `slowquery`).
 pub const SLOW_LOG: LogSpec = LogSpec {
     what: "slow query log",
-    setting: "slow_query_log",
+    setting: path_setting(
+        "slow_query_log",
+        "Path of the slow query log to ship; empty: the server's @@slow_query_log_file.",
+    ),
     variable: "slow_query_log_file",
     default_name: None,
     needs: None,
@@ -95,7 +126,10 @@ pub const SLOW_LOG: LogSpec = LogSpec {
 /// logging is off the file is not open and the statement only notes it in the error log.
 pub const AUDIT_LOG: LogSpec = LogSpec {
     what: "audit log",
-    setting: "audit_log",
+    setting: path_setting(
+        "audit_log",
+        "Path of the server_audit log to ship; empty: the server's @@server_audit_file_path.",
+    ),
     variable: "server_audit_file_path",
     default_name: Some("server_audit.log"),
     needs: Some("the server_audit plugin (INSTALL SONAME 'server_audit')"),
@@ -107,7 +141,10 @@ pub const AUDIT_LOG: LogSpec = LogSpec {
 /// The `sql_errlog` plugin's log (task `sqlerrorlog`).
 pub const SQL_ERROR_LOG: LogSpec = LogSpec {
     what: "SQL error log",
-    setting: "sql_error_log",
+    setting: path_setting(
+        "sql_error_log",
+        "Path of the sql_errlog log to ship; empty: the server's @@sql_error_log_filename.",
+    ),
     variable: "sql_error_log_filename",
     default_name: Some("sql_errors.log"),
     needs: Some("the sql_errlog plugin (INSTALL SONAME 'sql_errlog')"),
@@ -127,12 +164,17 @@ pub fn spec_for_task(task: &str) -> Option<&'static LogSpec> {
 
 /// Ship the log `spec` describes to the job's `server:port`; see the module documentation.
 ///
-/// Settings: the spec's path override, `connect_timeout`, `send_timeout`, `close_timeout`
-/// (seconds). On failure the error says whether the log was touched and where the unsent
-/// lines wait.
-pub fn ship(job: &Job, host: &Host<'_>, spec: &LogSpec) -> Result<Outcome, String> {
+/// Settings ([`settings_for`]): the spec's path override, `connect_timeout`, `send_timeout`,
+/// `close_timeout`. On failure the error says whether the log was touched and where the
+/// unsent lines wait; the server's data is never touched.
+pub fn ship(job: &Job, host: &Host<'_>, spec: &LogSpec) -> Result<Outcome, JobError> {
+    ship_steps(job, host, spec).map_err(|e| e.or_state(ServerState::Untouched))
+}
+
+fn ship_steps(job: &Job, host: &Host<'_>, spec: &LogSpec) -> Result<Outcome, JobError> {
     let server = job.require_server()?.to_owned();
-    let close_timeout = host.setting_or("close_timeout", DEFAULT_CLOSE_TIMEOUT)?;
+    let outbound = OutboundSettings::read(host)?;
+    let close_timeout = ShipSettings::read(host)?.close_timeout;
     let log = log_path(host, spec)?;
     if spec.reopen == Reopen::SqlErrlogRotate {
         check_sql_errlog_rotations(host)?;
@@ -147,16 +189,20 @@ pub fn ship(job: &Job, host: &Host<'_>, spec: &LogSpec) -> Result<Outcome, Strin
         ));
     }
 
-    let mut stream = connect_to_manager(job, host).map_err(|e| {
-        format!(
-            "{e}; the {} was not sent (nothing lost: {}); check that replication-manager listens there, or raise connect_timeout",
-            spec.what,
-            if leftover {
-                format!("unsent lines stay in {}", pending.sending.display())
-            } else {
-                format!("{} was left as it is", log.display())
-            }
-        )
+    let mut stream = connect_to_manager(job, host, &outbound).map_err(|e| {
+        let kept = if leftover {
+            format!("unsent lines stay in {}", pending.sending.display())
+        } else {
+            format!("{} was left as it is", log.display())
+        };
+        JobError {
+            message: format!(
+                "{}; the {} was not sent (nothing lost: {kept})",
+                e.message, spec.what
+            ),
+            ..e
+        }
+        .with_hint("check that replication-manager listens there, or raise connect_timeout")
     })?;
 
     let files = pending.rotate(host, spec)?;
@@ -165,21 +211,26 @@ pub fn ship(job: &Job, host: &Host<'_>, spec: &LogSpec) -> Result<Outcome, Strin
     let mut sent = 0u64;
     for file in &files {
         sent += send_file(file, &mut stream, host, sent, total_size).map_err(|e| {
-            format!(
-                "sending the {} to {server}:{} failed: {e}; nothing lost: the unsent lines stay in {} and go first next time",
-                spec.what,
-                job.port,
-                pending.sending.display()
-            )
+            JobError {
+                message: format!(
+                    "sending the {} to {server}:{} failed: {}; nothing lost: the unsent lines stay in {} and go first next time",
+                    spec.what,
+                    job.port,
+                    e.message,
+                    pending.sending.display()
+                ),
+                ..e
+            }
         })?;
     }
     finish_stream(&mut stream, Duration::from_secs(close_timeout.max(1)), host).map_err(|e| {
-        format!(
-            "the {} was written to {server}:{} but the connection did not close cleanly: {e}; nothing lost: it stays in {} and is sent again next time",
+        JobError::network(format!(
+            "the {} was written to {server}:{} but the connection did not close cleanly: {}; nothing lost: it stays in {} and is sent again next time",
             spec.what,
             job.port,
+            e.message,
             pending.sending.display()
-        )
+        ))
     })?;
     pending.remove_sent()?;
     let elapsed = start.elapsed();
@@ -201,10 +252,11 @@ pub fn ship(job: &Job, host: &Host<'_>, spec: &LogSpec) -> Result<Outcome, Strin
 
 /// The log's path: the setting when set, else the server variable; relative paths are
 /// relative to `@@datadir`.
-fn log_path(host: &Host<'_>, spec: &LogSpec) -> Result<PathBuf, String> {
-    let configured = match host.setting(spec.setting) {
-        Some(v) if !v.trim().is_empty() => v.trim().to_owned(),
-        _ => server_log_value(host, spec)?,
+fn log_path(host: &Host<'_>, spec: &LogSpec) -> Result<PathBuf, JobError> {
+    let configured: String = read_setting(host, &spec.setting)?;
+    let configured = match configured.trim() {
+        "" => server_log_value(host, spec)?,
+        v => v.to_owned(),
     };
     let path = PathBuf::from(&configured);
     if path.is_absolute() {
@@ -212,13 +264,16 @@ fn log_path(host: &Host<'_>, spec: &LogSpec) -> Result<PathBuf, String> {
     }
     let datadir = host
         .query_value("SELECT @@GLOBAL.datadir", &[])
-        .map_err(|e| format!("cannot read @@datadir to place the {}: {e}", spec.what))?
-        .ok_or_else(|| format!("@@datadir is NULL; set {}=<absolute path>", spec.setting))?;
+        .map_err(|e| e.context(format!("cannot read @@datadir to place the {}", spec.what)))?
+        .ok_or_else(|| {
+            JobError::sql("@@datadir is NULL")
+                .with_hint(format!("set {}=<absolute path>", spec.setting.name))
+        })?;
     Ok(resolve_relative(&configured, Path::new(&datadir)))
 }
 
 /// The server variable's value, or the spec's default name when it is empty.
-fn server_log_value(host: &Host<'_>, spec: &LogSpec) -> Result<String, String> {
+fn server_log_value(host: &Host<'_>, spec: &LogSpec) -> Result<String, JobError> {
     // The variable name is a constant of this module, never job input.
     let value = host
         .query_value(&format!("SELECT @@GLOBAL.{}", spec.variable), &[])
@@ -227,21 +282,27 @@ fn server_log_value(host: &Host<'_>, spec: &LogSpec) -> Result<String, String> {
                 Some(needs) => format!("it exists only with {needs}"),
                 None => "the server did not answer".to_owned(),
             };
-            format!(
-                "cannot find the {}: reading @@{} failed ({e}); {why}; load it, or set {}=<path of the log file>",
-                spec.what, spec.variable, spec.setting
-            )
+            JobError::config(format!(
+                "cannot find the {}: reading @@{} failed ({}); {why}",
+                spec.what, spec.variable, e.message
+            ))
+            .with_hint(format!(
+                "load it, or set {}=<path of the log file>",
+                spec.setting.name
+            ))
         })?;
     match (value.filter(|v| !v.trim().is_empty()), spec.default_name) {
         (Some(v), _) => Ok(v),
         (None, Some(default)) => Ok(default.to_owned()),
-        (None, None) => Err(format!(
-            "the server has no {} file (@@{} is empty: it writes to stderr or syslog); start it with --{}=<file>, or set {}=<path of the log file>",
-            spec.what,
-            spec.variable,
+        (None, None) => Err(JobError::config(format!(
+            "the server has no {} file (@@{} is empty: it writes to stderr or syslog)",
+            spec.what, spec.variable,
+        ))
+        .with_hint(format!(
+            "start it with --{}=<file>, or set {}=<path of the log file>",
             spec.variable.replace('_', "-"),
-            spec.setting
-        )),
+            spec.setting.name
+        ))),
     }
 }
 
@@ -256,13 +317,14 @@ pub fn resolve_relative(name: &str, datadir: &Path) -> PathBuf {
 }
 
 /// Refuse to rotate an SQL error log the plugin cannot reopen (see [`Reopen::SqlErrlogRotate`]).
-fn check_sql_errlog_rotations(host: &Host<'_>) -> Result<(), String> {
+fn check_sql_errlog_rotations(host: &Host<'_>) -> Result<(), JobError> {
     let rotations = host
         .query_value("SELECT @@GLOBAL.sql_error_log_rotations", &[])
-        .map_err(|e| format!("cannot read @@sql_error_log_rotations: {e}"))?
+        .map_err(|e| e.context("cannot read @@sql_error_log_rotations"))?
         .unwrap_or_default();
     if rotations.trim() == "0" {
-        return Err("sql_error_log_rotations is 0: the sql_errlog plugin then cannot reopen its file, so lines written after the send would be lost; start the server with --sql-error-log-rotations=1 or more".into());
+        return Err(JobError::refused("sql_error_log_rotations is 0: the sql_errlog plugin then cannot reopen its file, so lines written after the send would be lost")
+            .with_hint("start the server with --sql-error-log-rotations=1 or more"));
     }
     Ok(())
 }
@@ -296,7 +358,7 @@ impl Pending {
     /// Bring an earlier failed job's files down to at most `sending`: a lone `next` becomes
     /// `sending`; when both exist `next` is appended to `sending` (a crash in the middle of
     /// that append could duplicate lines, never lose them).
-    pub fn normalize(&self) -> Result<(), String> {
+    pub fn normalize(&self) -> Result<(), JobError> {
         if !self.next.exists() {
             return Ok(());
         }
@@ -304,27 +366,27 @@ impl Pending {
             return rename(&self.next, &self.sending);
         }
         let mut from = File::open(&self.next)
-            .map_err(|e| format!("cannot open {}: {e}", self.next.display()))?;
+            .map_err(|e| JobError::io(format!("cannot open {}: {e}", self.next.display())))?;
         let mut to = OpenOptions::new()
             .append(true)
             .open(&self.sending)
-            .map_err(|e| format!("cannot open {}: {e}", self.sending.display()))?;
+            .map_err(|e| JobError::io(format!("cannot open {}: {e}", self.sending.display())))?;
         io::copy(&mut from, &mut to)
             .and_then(|_| to.sync_all())
             .map_err(|e| {
-                format!(
+                JobError::io(format!(
                     "cannot append {} to {}: {e}",
                     self.next.display(),
                     self.sending.display()
-                )
+                ))
             })?;
         fs::remove_file(&self.next)
-            .map_err(|e| format!("cannot remove {}: {e}", self.next.display()))
+            .map_err(|e| JobError::io(format!("cannot remove {}: {e}", self.next.display())))
     }
 
     /// Move the live log aside (to `sending`, or to `next` when `sending` is pending) and make
     /// the server reopen it; returns the files to send, oldest first.
-    fn rotate(&self, host: &Host<'_>, spec: &LogSpec) -> Result<Vec<PathBuf>, String> {
+    fn rotate(&self, host: &Host<'_>, spec: &LogSpec) -> Result<Vec<PathBuf>, JobError> {
         let target = if self.sending.exists() {
             &self.next
         } else {
@@ -347,11 +409,12 @@ impl Pending {
                         ),
                     }
                 };
-                return Err(format!(
-                    "the server did not reopen its {} after it was renamed to {}: {e}{back}; nothing was sent",
+                return Err(JobError::sql(format!(
+                    "the server did not reopen its {} after it was renamed to {}: {}{back}; nothing was sent",
                     spec.what,
-                    target.display()
-                ));
+                    target.display(),
+                    e.message
+                )));
             }
         } else {
             host.info(&format!(
@@ -367,16 +430,17 @@ impl Pending {
     }
 
     /// Delete what was sent, after the peer got all of it.
-    fn remove_sent(&self) -> Result<(), String> {
+    fn remove_sent(&self) -> Result<(), JobError> {
         for p in [&self.sending, &self.next] {
             match fs::remove_file(p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(format!(
-                        "the log was sent, but {} cannot be removed: {e}; remove it by hand, or it is sent again next time",
+                    return Err(JobError::io(format!(
+                        "the log was sent, but {} cannot be removed: {e}",
                         p.display()
                     ))
+                    .with_hint("remove it by hand, or it is sent again next time"))
                 }
             }
         }
@@ -385,23 +449,24 @@ impl Pending {
 }
 
 /// Tell the server to reopen the log by name.
-fn reopen(host: &Host<'_>, spec: &LogSpec) -> Result<(), String> {
+fn reopen(host: &Host<'_>, spec: &LogSpec) -> Result<(), JobError> {
     let sql = match spec.reopen {
         Reopen::Statement(sql) => sql,
         Reopen::SqlErrlogRotate => "SET GLOBAL sql_error_log_rotate = 1",
     };
     host.query(sql, &[])
         .map(|_| ())
-        .map_err(|e| format!("{sql} failed: {e}"))
+        .map_err(|e| e.context(format!("{sql} failed")))
 }
 
-fn rename(from: &Path, to: &Path) -> Result<(), String> {
+fn rename(from: &Path, to: &Path) -> Result<(), JobError> {
     fs::rename(from, to).map_err(|e| {
-        format!(
-            "cannot rename {} to {}: {e}; dbjobs needs write access to the log's directory",
+        JobError::io(format!(
+            "cannot rename {} to {}: {e}",
             from.display(),
             to.display()
-        )
+        ))
+        .with_hint("dbjobs needs write access to the log's directory")
     })
 }
 
@@ -416,8 +481,9 @@ fn send_file(
     host: &Host<'_>,
     before: u64,
     total: u64,
-) -> Result<u64, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+) -> Result<u64, JobError> {
+    let file = File::open(path)
+        .map_err(|e| JobError::io(format!("cannot open {}: {e}", path.display())))?;
     let mut reader = Cancellable::new(file, || host.cancelled());
     copy_with_progress(&mut reader, stream, |n| {
         host.progress(&format!(
@@ -426,20 +492,20 @@ fn send_file(
             human_bytes(total)
         ))
     })
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.into_job_error("sending"))
 }
 
 /// End the stream: shut the sending side down (the peer sees the end of the data), then wait
 /// for the peer to close its side, which replication-manager does once it has read
 /// everything. A reset is a failure (the peer may not have read it all); a peer that stays
 /// open past `wait` is logged and accepted, since every byte was handed over.
-fn finish_stream(stream: &mut TcpStream, wait: Duration, host: &Host<'_>) -> Result<(), String> {
+fn finish_stream(stream: &mut TcpStream, wait: Duration, host: &Host<'_>) -> Result<(), JobError> {
     stream
         .shutdown(Shutdown::Write)
-        .map_err(|e| format!("shutting the connection down failed: {e}"))?;
+        .map_err(|e| JobError::network(format!("shutting the connection down failed: {e}")))?;
     stream
         .set_read_timeout(Some(wait))
-        .map_err(|e| format!("cannot set a read timeout: {e}"))?;
+        .map_err(|e| JobError::network(format!("cannot set a read timeout: {e}")))?;
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + wait;
     loop {
@@ -454,7 +520,11 @@ fn finish_stream(stream: &mut TcpStream, wait: Duration, host: &Host<'_>) -> Res
             {
                 break
             }
-            Err(e) => return Err(format!("the peer reset the connection: {e}")),
+            Err(e) => {
+                return Err(JobError::network(format!(
+                    "the peer reset the connection: {e}"
+                )))
+            }
         }
     }
     host.warn(&format!(
@@ -500,10 +570,8 @@ mod tests {
 
     #[test]
     fn normalize_merges_in_order() {
-        // The SDK has no tempfile dependency: a private directory under the system temp dir.
-        let dir = std::env::temp_dir().join(format!("dbjobs-logship-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let p = Pending::new(&dir.join("l.log"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = Pending::new(&dir.path().join("l.log"));
         // A lone `next` becomes `sending`.
         fs::write(&p.next, "b\n").unwrap();
         p.normalize().unwrap();
@@ -519,6 +587,5 @@ mod tests {
         fs::remove_file(&p.sending).unwrap();
         p.normalize().unwrap();
         assert!(!p.sending.exists());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

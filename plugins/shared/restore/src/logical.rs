@@ -42,14 +42,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::dump_plan::{newline, DumpPlan, PlanBuilder, Span, Unit};
+use crate::dump_plan::{newline, DumpPlan, PlanBuilder, Span, Unit};
 
-use super::receive::{drain_padding, min_free_bytes, CountingReader, Received, SpaceCheckedWriter};
-use super::Intent;
-use crate::copy::{fill, human_bytes, human_rate, CopyError, COPY_BUFFER, PROGRESS_INTERVAL};
-use crate::sql::is_gtid_list;
-use crate::tool::{find_tool, ToolCommand, ToolExit};
-use crate::{Host, Job, Outcome, TableVariant};
+use crate::receive::{drain_padding, min_free_bytes, CountingReader, Received, SpaceCheckedWriter};
+use crate::{Intent, Text};
+use dbjobs_kit::copy::{fill, human_bytes, human_rate, CopyError, COPY_BUFFER, PROGRESS_INTERVAL};
+use dbjobs_kit::sql::is_gtid_list;
+use dbjobs_kit::tool::{find_tool, ToolCommand, ToolExit};
+use dbjobs_sdk::{Host, Job, Outcome, TableVariant};
 
 /// The database the filter keeps out of the replay: the node's own job queue.
 pub const QUEUE_SCHEMA: &str = "replication_manager_schema";
@@ -439,7 +439,7 @@ fn default_parallel() -> usize {
 /// a parallel apply is built while receiving, and so that a bad value fails the job before
 /// the transfer rather than after it.
 fn apply_sessions(host: &Host<'_>) -> Result<usize, String> {
-    let n = host.setting_or("apply_parallel", default_parallel())?;
+    let n = crate::RestoreSettings::read(host).text()?.apply_parallel;
     Ok(if n == 0 { default_parallel() } else { n })
 }
 
@@ -529,8 +529,14 @@ fn apply_parallel(
 ) -> Result<Applied, String> {
     let client = find_tool(
         &["mariadb", "mysql"],
-        host.setting("mariadb_client").as_deref(),
-    )?;
+        Some(
+            crate::RestoreSettings::read(host)
+                .text()?
+                .mariadb_client
+                .as_str(),
+        ),
+    )
+    .text()?;
     let workers = n.min(plan.units.len());
     host.info(&format!(
         "applying the dump in {workers} sessions: {} groups of tables, biggest {}",
@@ -539,7 +545,7 @@ fn apply_parallel(
     ));
     let sessions = Sessions {
         client,
-        option_file: host.client_option_file(),
+        option_file: host.client_option_file().text()?,
         dump,
         total,
         fed: AtomicU64::new(0),
@@ -659,7 +665,8 @@ fn feed_session(
     let mut tool = ToolCommand::new(&s.client, Some(&s.option_file))
         .args(["--batch", "--binary-mode", "--max-allowed-packet=1G"])
         .piped_stdin()
-        .spawn(|_| {})?;
+        .spawn(|_| {})
+        .text()?;
     s.running.lock().unwrap_or_else(|e| e.into_inner())[slot] = tool.pid();
     let stdin = tool.take_stdin().ok_or("the client has no stdin pipe")?;
     let mut input = BufWriter::with_capacity(256 << 10, stdin);
@@ -713,7 +720,7 @@ fn feed_session(
         drop(tool); // killed with its process group
         return Ok(());
     }
-    let exit = tool.wait()?;
+    let exit = tool.wait().text()?;
     let fed_so_far = s.fed.load(Ordering::SeqCst);
     if !exit.success() {
         if s.stop.load(Ordering::SeqCst) {
@@ -738,13 +745,20 @@ fn feed_session(
 fn apply(host: &Host<'_>, dump: &Path, total: u64) -> Result<Applied, String> {
     let client = find_tool(
         &["mariadb", "mysql"],
-        host.setting("mariadb_client").as_deref(),
-    )?;
-    let option_file = host.client_option_file();
+        Some(
+            crate::RestoreSettings::read(host)
+                .text()?
+                .mariadb_client
+                .as_str(),
+        ),
+    )
+    .text()?;
+    let option_file = host.client_option_file().text()?;
     let mut tool = ToolCommand::new(&client, Some(&option_file))
         .args(["--batch", "--binary-mode", "--max-allowed-packet=1G"])
         .piped_stdin()
-        .spawn(|_| {})?;
+        .spawn(|_| {})
+        .text()?;
     let stdin = tool.take_stdin().ok_or("the client has no stdin pipe")?;
     let mut input = BufWriter::with_capacity(COPY_BUFFER, stdin);
     let file = File::open(dump).map_err(|e| format!("cannot read {}: {e}", dump.display()))?;
@@ -788,7 +802,7 @@ fn apply(host: &Host<'_>, dump: &Path, total: u64) -> Result<Applied, String> {
         }
     };
     drop(input); // end of input: the client finishes and exits
-    let exit = tool.wait()?;
+    let exit = tool.wait().text()?;
     if !exit.success() {
         return Err(apply_failure(&exit, &done.lines, done.read, total));
     }

@@ -43,8 +43,8 @@
 
 use std::collections::HashMap;
 
-use super::logical::{DumpFilter, MARKER_MAX};
-use crate::sql::is_system_schema;
+use crate::logical::{DumpFilter, MARKER_MAX};
+use dbjobs_kit::sql::is_system_schema;
 
 /// How much of a line [`PlanBuilder::feed`] keeps while the rest of it streams by: enough to
 /// tell a line longer than [`MARKER_MAX`] (whose text nothing looks at) from a shorter one.

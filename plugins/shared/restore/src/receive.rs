@@ -17,9 +17,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::copy::{human_bytes, Cancellable};
-use crate::net::{OneShotListener, PeerFilter};
-use crate::{Host, Job};
+use dbjobs_kit::copy::{human_bytes, Cancellable};
+use dbjobs_kit::net::{OneShotListener, PeerFilter};
+use dbjobs_sdk::{Host, Job};
+
+use crate::Text;
 
 /// Default of `receive_bind`: every IPv4 address, as the bash agent's `socat TCP-LISTEN`.
 pub const DEFAULT_BIND: &str = "0.0.0.0";
@@ -60,14 +62,13 @@ pub struct Received {
 /// on. The wait ends at `receive_accept_timeout` seconds (default 600) or when the job is
 /// cancelled; the listener is closed either way, so the port is free again.
 pub fn accept(job: &Job, host: &Host<'_>) -> Result<Received, String> {
-    let bind = host
-        .setting("receive_bind")
-        .map(|s| s.trim().to_string())
+    let settings = crate::RestoreSettings::read(host).text()?;
+    let bind = Some(settings.receive_bind.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| DEFAULT_BIND.to_string());
-    let accept_timeout = host.setting_or("receive_accept_timeout", DEFAULT_ACCEPT_TIMEOUT_SECS)?;
-    let idle_timeout = host.setting_or("receive_idle_timeout", DEFAULT_IDLE_TIMEOUT_SECS)?;
-    let allow = host.setting("receive_allow").unwrap_or_default();
+    let accept_timeout = settings.receive_accept_timeout;
+    let idle_timeout = settings.receive_idle_timeout;
+    let allow = settings.receive_allow;
     let names: Vec<&str> = job
         .server
         .as_deref()
@@ -84,7 +85,7 @@ pub fn accept(job: &Job, host: &Host<'_>) -> Result<Received, String> {
     let listener = OneShotListener::bind(&bind, job.port).map_err(|e| {
         format!("{e}; free the port or set receive_bind to an address of this node")
     })?;
-    host.waiting()?;
+    host.waiting().text()?;
     host.info(&format!(
         "listening on {} for {} (at most {accept_timeout} s)",
         listener.local_addr(),
@@ -95,16 +96,18 @@ pub fn accept(job: &Job, host: &Host<'_>) -> Result<Received, String> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let (stream, peer) = listener.accept_from(
-        &filter,
-        Duration::from_secs(accept_timeout),
-        |p| {
-            host.warn(&format!(
-                "refused a connection from {p}: not the job's sender"
-            ))
-        },
-        || host.cancelled(),
-    )?;
+    let (stream, peer) = listener
+        .accept_from(
+            &filter,
+            Duration::from_secs(accept_timeout),
+            |p| {
+                host.warn(&format!(
+                    "refused a connection from {p}: not the job's sender"
+                ))
+            },
+            || host.cancelled(),
+        )
+        .text()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(idle_timeout.max(1))))
         .map_err(|e| format!("cannot set the read deadline on the connection: {e}"))?;
@@ -176,7 +179,7 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
 
 /// The `min_free_mb` setting in bytes (default [`DEFAULT_MIN_FREE_MB`]).
 pub fn min_free_bytes(host: &Host<'_>) -> Result<u64, String> {
-    Ok(host.setting_or("min_free_mb", DEFAULT_MIN_FREE_MB)? << 20)
+    Ok(crate::RestoreSettings::read(host).text()?.min_free_mb << 20)
 }
 
 /// A writer into the staging directory that fails, clearly, before the file system runs

@@ -15,11 +15,37 @@ pub mod dump_plan;
 pub mod logical;
 pub mod physical;
 pub mod receive;
+pub mod settings;
 pub mod xbstream;
 
 use std::path::PathBuf;
 
-use crate::{Host, Job, Outcome};
+use dbjobs_sdk::{Host, Job, JobError, Outcome};
+
+pub use settings::{Mode, RestoreSettings};
+
+/// Every setting the restore engine reads, for the plugins' declarations.
+pub fn declared_settings() -> Vec<dbjobs_sdk::SettingDecl> {
+    [
+        RestoreSettings::DECLS,
+        dbjobs_kit::tool::BackupToolSettings::DECLS,
+        dbjobs_kit::service::ServiceSettings::DECLS,
+    ]
+    .concat()
+}
+
+/// Transitional: most of the engine's internal errors are still text, to be typed phase by
+/// phase; errors of the kit and the host become text where the engine calls them.
+pub(crate) trait Text<T> {
+    /// The error as text.
+    fn text(self) -> Result<T, String>;
+}
+
+impl<T> Text<T> for Result<T, JobError> {
+    fn text(self) -> Result<T, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
 
 /// Why the node restores a backup. The work is the same; logs and results say which it was,
 /// so an operator reading the row knows whether the node was rebuilt from another node
@@ -68,7 +94,11 @@ pub fn method_of(task: &str) -> Option<Method> {
 ///
 /// The staging directory is removed afterwards whatever happened: it may hold a full copy of
 /// the data, which must not pile up after failed attempts.
-pub fn run(intent: Intent, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
+pub fn run(intent: Intent, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
+    run_text(intent, job, host).map_err(|e| JobError::new(dbjobs_sdk::ErrorKind::Internal, e))
+}
+
+fn run_text(intent: Intent, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
     let method = method_of(&job.task).ok_or_else(|| {
         format!(
             "task {:?} is not a restore task (expected a name ending in mysqldump, xtrabackup or mariabackup)",
@@ -101,7 +131,8 @@ pub fn run(intent: Intent, job: &Job, host: &Host<'_>) -> Result<Outcome, String
 /// crashed earlier attempt left it behind. [`run`] removes it when the job ends.
 pub fn staging_dir(host: &Host<'_>, job: &Job) -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt;
-    let base = match host.setting("backup_dir").filter(|s| !s.trim().is_empty()) {
+    let configured = RestoreSettings::read(host).text()?.backup_dir;
+    let base = match Some(configured).filter(|s| !s.trim().is_empty()) {
         Some(dir) => PathBuf::from(dir.trim()),
         None => {
             let datadir = host

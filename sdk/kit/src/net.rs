@@ -10,33 +10,39 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::{Host, Job};
+use dbjobs_sdk::{declare_settings, Host, Job, JobError};
 
-/// Default of the `connect_timeout` setting, in seconds: how long an outbound job retries
-/// connecting to replication-manager, whose listener waits 120 s (2.1 to 2.3.4).
-pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 120;
+declare_settings! {
+    /// How outbound jobs reach replication-manager's listener.
+    pub struct OutboundSettings {
+        /// Seconds an outbound job retries connecting to replication-manager's listener (it waits 120 s in 2.1 to 2.3.4).
+        pub connect_timeout: u64 = "120",
+        /// Seconds one write to replication-manager may block before the job gives up on a listener that stopped reading.
+        pub send_timeout: u64 = "600",
+    }
+}
 
-/// Default of the `send_timeout` setting, in seconds: how long one write to
-/// replication-manager may block before the job gives up on a listener that stopped reading.
-pub const DEFAULT_SEND_TIMEOUT_SECS: u64 = 600;
-
-/// Connect an outbound job to replication-manager's listener at the row's `server:port`,
-/// retrying until the `connect_timeout` setting, with writes bounded by `send_timeout`. Both
-/// the backup and the log-shipping plugins start this way, before they touch anything, so
-/// nothing is done for a listener that is not there.
-pub fn connect_to_manager(job: &Job, host: &Host<'_>) -> Result<TcpStream, String> {
+/// Connect an outbound job to replication-manager's listener at the job's `server:port`,
+/// retrying until `connect_timeout`, with writes bounded by `send_timeout`. Both the backup
+/// and the log-shipping plugins start this way, before they touch anything, so nothing is done
+/// for a listener that is not there.
+pub fn connect_to_manager(
+    job: &Job,
+    host: &Host<'_>,
+    settings: &OutboundSettings,
+) -> Result<TcpStream, JobError> {
     let server = job.require_server()?;
-    let connect_timeout = host.setting_or("connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECS)?;
-    let send_timeout = host.setting_or("send_timeout", DEFAULT_SEND_TIMEOUT_SECS)?;
     host.progress(&format!("connecting to {server}:{}", job.port));
     let stream = connect_with_retry(
         server,
         job.port,
-        Duration::from_secs(connect_timeout.max(1)),
+        Duration::from_secs(settings.connect_timeout.max(1)),
     )?;
     stream
-        .set_write_timeout(Some(Duration::from_secs(send_timeout.max(1))))
-        .map_err(|e| format!("cannot set a write timeout on the connection: {e}"))?;
+        .set_write_timeout(Some(Duration::from_secs(settings.send_timeout.max(1))))
+        .map_err(|e| {
+            JobError::network(format!("cannot set a write timeout on the connection: {e}"))
+        })?;
     Ok(stream)
 }
 
@@ -44,7 +50,11 @@ pub fn connect_to_manager(job: &Job, host: &Host<'_>) -> Result<TcpStream, Strin
 ///
 /// Each address the name resolves to is tried in turn. The error names the address and the
 /// last failure, e.g. `cannot connect to 10.0.0.5:4444 within 120 s: Connection refused`.
-pub fn connect_with_retry(host: &str, port: u16, deadline: Duration) -> Result<TcpStream, String> {
+pub fn connect_with_retry(
+    host: &str,
+    port: u16,
+    deadline: Duration,
+) -> Result<TcpStream, JobError> {
     let start = Instant::now();
     let mut last_error = String::from("no address");
     loop {
@@ -66,10 +76,10 @@ pub fn connect_with_retry(host: &str, port: u16, deadline: Duration) -> Result<T
             Err(e) => last_error = format!("cannot resolve {host}: {e}"),
         }
         if start.elapsed() + Duration::from_secs(1) > deadline {
-            return Err(format!(
+            return Err(JobError::network(format!(
                 "cannot connect to {host}:{port} within {} s: {last_error}",
                 deadline.as_secs()
-            ));
+            )));
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -85,7 +95,7 @@ pub struct PeerFilter {
 impl PeerFilter {
     /// Resolve each name (host name or IP literal) and allow every address it has. A name that
     /// does not resolve is an error: accepting "anyone" instead would defeat the check.
-    pub fn resolve<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    pub fn resolve<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, JobError> {
         let mut allowed = Vec::new();
         for name in names {
             let name = name.trim();
@@ -96,16 +106,15 @@ impl PeerFilter {
                 allowed.push(ip.to_canonical());
                 continue;
             }
-            let addrs = (name, 0)
-                .to_socket_addrs()
-                .map_err(|e| format!("cannot resolve allowed peer {name:?}: {e}"))?;
+            let addrs = (name, 0).to_socket_addrs().map_err(|e| {
+                JobError::network(format!("cannot resolve allowed peer {name:?}: {e}"))
+            })?;
             allowed.extend(addrs.map(|a| a.ip().to_canonical()));
         }
         if allowed.is_empty() {
-            return Err(
-                "no peer address to accept: the job has no server and receive_allow is empty"
-                    .into(),
-            );
+            return Err(JobError::invalid_job(
+                "no peer address to accept: the job has no server and receive_allow is empty",
+            ));
         }
         Ok(PeerFilter { allowed })
     }
@@ -129,13 +138,17 @@ pub struct OneShotListener {
 
 impl OneShotListener {
     /// Bind `bind:port` (`bind` is an IP literal, `0.0.0.0` or `::` for all addresses).
-    pub fn bind(bind: &str, port: u16) -> Result<Self, String> {
+    pub fn bind(bind: &str, port: u16) -> Result<Self, JobError> {
         let ip: IpAddr = bind
             .parse()
-            .map_err(|_| format!("receive_bind={bind:?} is not an IP address"))?;
-        let listener = TcpListener::bind((ip, port))
-            .map_err(|e| format!("cannot listen on {bind}:{port}: {e}"))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|_| JobError::config(format!("receive_bind={bind:?} is not an IP address")))?;
+        let listener = TcpListener::bind((ip, port)).map_err(|e| {
+            JobError::network(format!("cannot listen on {bind}:{port}: {e}"))
+                .with_hint("another process holds the port: find it with `ss -ltnp`")
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| JobError::network(e.to_string()))?;
         Ok(OneShotListener { listener, local })
     }
 
@@ -153,16 +166,15 @@ impl OneShotListener {
         deadline: Duration,
         mut on_refused: impl FnMut(SocketAddr),
         cancelled: impl Fn() -> bool,
-    ) -> Result<(TcpStream, SocketAddr), String> {
-        self.listener
-            .set_nonblocking(true)
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(TcpStream, SocketAddr), JobError> {
+        let net = |e: io::Error| JobError::network(e.to_string());
+        self.listener.set_nonblocking(true).map_err(net)?;
         let start = Instant::now();
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
                     if filter.allows(peer.ip()) {
-                        stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+                        stream.set_nonblocking(false).map_err(net)?;
                         return Ok((stream, peer));
                     }
                     on_refused(peer);
@@ -170,19 +182,26 @@ impl OneShotListener {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if start.elapsed() >= deadline {
-                        return Err(format!(
+                        return Err(JobError::network(format!(
                             "nobody connected to {} from {} within {} s",
                             self.local,
                             list_ips(filter.addresses()),
                             deadline.as_secs()
-                        ));
+                        )));
                     }
                     if cancelled() {
-                        return Err("cancelled while waiting for the sender".into());
+                        return Err(JobError::cancelled(
+                            "cancelled while waiting for the sender",
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(format!("accept on {} failed: {e}", self.local)),
+                Err(e) => {
+                    return Err(JobError::network(format!(
+                        "accept on {} failed: {e}",
+                        self.local
+                    )))
+                }
             }
         }
     }
@@ -261,7 +280,7 @@ mod tests {
         let err = l
             .accept_from(&filter, Duration::from_millis(200), |_| {}, || false)
             .unwrap_err();
-        assert!(err.contains("nobody connected"), "{err}");
+        assert!(err.message.contains("nobody connected"), "{err}");
         TcpListener::bind(("127.0.0.1", port)).expect("port is free again");
     }
 
@@ -273,6 +292,6 @@ mod tests {
             .unwrap()
             .port();
         let err = connect_with_retry("127.0.0.1", port, Duration::from_millis(500)).unwrap_err();
-        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(err.message.contains(&format!("127.0.0.1:{port}")), "{err}");
     }
 }

@@ -35,14 +35,14 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::xbstream::{self, StreamSummary};
-use super::Intent;
-use crate::abi::TableVariant;
-use crate::copy::human_bytes;
-use crate::service::{self, ServiceCommand};
-use crate::sql::{is_gtid_list, is_system_schema, qualified, quote_ident};
-use crate::tool::{find_tool, RunningTool, ToolCommand};
-use crate::{Host, Job, Outcome};
+use crate::xbstream::{self, StreamSummary};
+use crate::{Intent, Mode, RestoreSettings, Text};
+use dbjobs_kit::copy::human_bytes;
+use dbjobs_kit::service;
+use dbjobs_kit::sql::{is_gtid_list, is_system_schema, qualified, quote_ident};
+use dbjobs_kit::tool::{find_tool, RunningTool, ToolCommand};
+use dbjobs_sdk::TableVariant;
+use dbjobs_sdk::{Host, Job, Outcome};
 
 /// Setting choosing how the backup is restored: `online` (default) or `full`.
 pub const MODE_SETTING: &str = "restore_mode";
@@ -53,39 +53,6 @@ pub const ACCOUNTS_SETTING: &str = "restore_accounts";
 const TEMP_SERVER_DEADLINE: Duration = Duration::from_secs(120);
 /// The account the temporary server creates for this job (online mode).
 const TEMP_USER: &str = "dbjobs_restore";
-
-/// How the prepared backup reaches the live server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// The server keeps running; tables are recreated and their files imported.
-    Online,
-    /// The server is stopped and its datadir replaced by the backup.
-    Full,
-}
-
-impl Mode {
-    /// The mode named by the `restore_mode` setting (default online).
-    pub fn from_setting(host: &Host<'_>) -> Result<Mode, String> {
-        match host
-            .setting(MODE_SETTING)
-            .map(|s| s.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("") | Some("online") => Ok(Mode::Online),
-            Some("full") => Ok(Mode::Full),
-            Some(other) => Err(format!(
-                "setting {MODE_SETTING}={other:?} is not valid; use online or full"
-            )),
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Online => "online",
-            Mode::Full => "full",
-        }
-    }
-}
 
 /// The replication position a backup was taken at.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -172,8 +139,9 @@ pub fn restore(
     staging: &Path,
 ) -> Result<Outcome, String> {
     let started = Instant::now();
-    let mode = Mode::from_setting(host)?;
-    let restore_accounts: bool = host.setting_or(ACCOUNTS_SETTING, false)?;
+    let settings = RestoreSettings::read(host).text()?;
+    let mode = settings.restore_mode;
+    let restore_accounts = settings.restore_accounts;
     let what = intent.as_str();
     let backup = staging.join("backup");
     fs::create_dir(&backup).map_err(|e| format!("cannot create {}: {e}", backup.display()))?;
@@ -207,7 +175,8 @@ pub fn restore(
         host.warn("the backup has no binary log position (the source ran without log-bin)");
     }
     let datadir = PathBuf::from(
-        host.query_value("SELECT @@datadir", &[])?
+        host.query_value("SELECT @@datadir", &[])
+            .text()?
             .ok_or("the server reports no @@datadir")?,
     );
     let owner = fs::metadata(&datadir)
@@ -296,14 +265,16 @@ pub fn restore(
 fn receive(host: &Host<'_>, stream: &mut dyn Read, backup: &Path) -> Result<StreamSummary, String> {
     let tool = find_tool(
         &["mbstream", "xbstream"],
-        host.setting("mbstream_tool").as_deref(),
-    )?;
+        Some(RestoreSettings::read(host).text()?.mbstream_tool.as_str()),
+    )
+    .text()?;
     let mut extractor = ToolCommand::new(&tool, None)
         .arg("-x")
         .arg("-C")
         .arg(backup)
         .piped_stdin()
-        .spawn(|_| {})?;
+        .spawn(|_| {})
+        .text()?;
     let stdin = extractor
         .take_stdin()
         .ok_or("the extractor has no stdin pipe")?;
@@ -328,7 +299,7 @@ fn receive(host: &Host<'_>, stream: &mut dyn Read, backup: &Path) -> Result<Stre
             Err(e)
         }
         Ok(summary) => {
-            let exit = extractor.wait()?;
+            let exit = extractor.wait().text()?;
             if !exit.success() {
                 return Err(format!("extracting the stream failed: {}", exit.failure()));
             }
@@ -345,7 +316,8 @@ fn prepare(host: &Host<'_>, backup: &Path) -> Result<(), String> {
         .arg("--prepare")
         .arg("--export")
         .arg(format!("--target-dir={}", backup.display()))
-        .run()?;
+        .run()
+        .text()?;
     if !exit.success() {
         return Err(exit.failure());
     }
@@ -355,8 +327,14 @@ fn prepare(host: &Host<'_>, backup: &Path) -> Result<(), String> {
 fn backup_tool(host: &Host<'_>) -> Result<PathBuf, String> {
     find_tool(
         &["mariadb-backup", "mariabackup", "xtrabackup"],
-        host.setting("backup_tool").as_deref(),
+        Some(
+            dbjobs_kit::tool::BackupToolSettings::read(host)
+                .text()?
+                .backup_tool
+                .as_str(),
+        ),
     )
+    .text()
 }
 
 /// Random hex text for the temporary server's one-off password.
@@ -401,12 +379,14 @@ impl TempServer {
     ) -> Result<TempServer, String> {
         let mariadbd = find_tool(
             &["mariadbd", "mysqld"],
-            host.setting("mariadbd_tool").as_deref(),
-        )?;
+            Some(RestoreSettings::read(host).text()?.mariadbd_tool.as_str()),
+        )
+        .text()?;
         let client = find_tool(
             &["mariadb", "mysql"],
-            host.setting("mariadb_client").as_deref(),
-        )?;
+            Some(RestoreSettings::read(host).text()?.mariadb_client.as_str()),
+        )
+        .text()?;
         let mut socket = staging.join("temp.sock");
         if socket.as_os_str().len() > 100 {
             // Unix socket paths are limited to 108 bytes.
@@ -458,7 +438,7 @@ impl TempServer {
             cmd = cmd.arg("--user=root");
         }
         write_private(&option_file, &cnf)?;
-        let server = cmd.spawn(|_| {})?;
+        let server = cmd.spawn(|_| {}).text()?;
         let temp = TempServer {
             server,
             client,
@@ -516,14 +496,15 @@ impl TempServer {
         let mut tool = ToolCommand::new(&self.client, Some(&self.option_file))
             .args(["--batch", "--skip-column-names", "-e", sql])
             .piped_stdout()
-            .spawn(|_| {})?;
+            .spawn(|_| {})
+            .text()?;
         let mut out = Vec::new();
         if let Some(mut stdout) = tool.take_stdout() {
             stdout
                 .read_to_end(&mut out)
                 .map_err(|e| format!("reading the client's output failed: {e}"))?;
         }
-        let exit = tool.wait()?;
+        let exit = tool.wait().text()?;
         if !exit.success() {
             return Err(format!("{sql}: {}", exit.last_lines(3)));
         }
@@ -849,10 +830,12 @@ fn restore_online(
     owner: &fs::Metadata,
 ) -> Result<(), String> {
     let saved_mode = host
-        .query_value("SELECT @@SESSION.sql_mode", &[])?
+        .query_value("SELECT @@SESSION.sql_mode", &[])
+        .text()?
         .unwrap_or_default();
     let saved_tz = host
-        .query_value("SELECT @@SESSION.time_zone", &[])?
+        .query_value("SELECT @@SESSION.time_zone", &[])
+        .text()?
         .unwrap_or_else(|| "SYSTEM".into());
     exec(host, "SET SESSION foreign_key_checks=0", &[])?;
     let result = (|| -> Result<(), String> {
@@ -1123,14 +1106,10 @@ fn restore_full(
     datadir: &Path,
     owner: &fs::Metadata,
 ) -> Result<(), String> {
-    let stop =
-        ServiceCommand::from_setting(host, "service_stop_command", service::DEFAULT_STOP_COMMAND)?;
-    let start = ServiceCommand::from_setting(
-        host,
-        "service_start_command",
-        service::DEFAULT_START_COMMAND,
-    )?;
-    let timeout = service::wait_timeout(host)?;
+    let service_settings = service::ServiceSettings::read(host).text()?;
+    let stop = service_settings.stop().text()?;
+    let start = service_settings.start().text()?;
+    let timeout = service_settings.wait();
     let tool = backup_tool(host)?;
     let datadir = datadir
         .to_str()
@@ -1179,7 +1158,8 @@ fn restore_full(
             .arg("--move-back")
             .arg(format!("--target-dir={}", backup_moved.display()))
             .arg(format!("--datadir={}", datadir.display()))
-            .run()?;
+            .run()
+            .text()?;
         if !exit.success() {
             return Err(format!("--move-back failed: {}", exit.failure()));
         }
@@ -1188,7 +1168,7 @@ fn restore_full(
         start
             .run()
             .map_err(|e| format!("starting the server failed: {e}"))?;
-        service::wait_until_answers(host, timeout)?;
+        service::wait_until_answers(host, timeout).text()?;
         queue.put_back(host)
     })();
     match attempt {
@@ -1245,17 +1225,21 @@ impl QueueTable {
 
     fn save(host: &Host<'_>) -> Result<QueueTable, String> {
         let create = host
-            .query(&format!("SHOW CREATE TABLE {}", Self::NAME), &[])?
+            .query(&format!("SHOW CREATE TABLE {}", Self::NAME), &[])
+            .text()?
             .into_iter()
             .next()
             .and_then(|r| r.into_iter().nth(1).flatten())
             .ok_or("cannot read the definition of the job queue")?;
         let columns = host
-            .query(&format!("SHOW COLUMNS FROM {}", Self::NAME), &[])?
+            .query(&format!("SHOW COLUMNS FROM {}", Self::NAME), &[])
+            .text()?
             .into_iter()
             .filter_map(|r| r.into_iter().next().flatten())
             .collect();
-        let rows = host.query(&format!("SELECT * FROM {}", Self::NAME), &[])?;
+        let rows = host
+            .query(&format!("SELECT * FROM {}", Self::NAME), &[])
+            .text()?;
         Ok(QueueTable {
             create,
             columns,
@@ -1349,7 +1333,7 @@ fn apply_position(
     if p.gtid.is_empty() {
         return Ok("the backup has no GTID; replication position not set".into());
     }
-    let status = host.query("SHOW SLAVE STATUS", &[])?;
+    let status = host.query("SHOW SLAVE STATUS", &[]).text()?;
     if !status.is_empty() {
         exec(host, "STOP SLAVE", &[])?;
     }

@@ -184,10 +184,7 @@ fn read_ahead<R: Read>(
 /// Read from `source` until `buf` is full or the input ends: the bytes read, or those read
 /// before an error and the error. Full buffers are what bounds the memory of the buffered
 /// copies (the relay here, the staging of a received dump) by their number of buffers.
-pub(crate) fn fill<R: Read + ?Sized>(
-    source: &mut R,
-    buf: &mut [u8],
-) -> Result<usize, (usize, io::Error)> {
+pub fn fill<R: Read + ?Sized>(source: &mut R, buf: &mut [u8]) -> Result<usize, (usize, io::Error)> {
     let mut n = 0;
     while n < buf.len() {
         match source.read(&mut buf[n..]) {
@@ -233,6 +230,25 @@ impl std::fmt::Display for CopyError {
 }
 
 impl std::error::Error for CopyError {}
+
+impl CopyError {
+    /// As a job error: a read failure is the sender's or the tool's side
+    /// ([`dbjobs_sdk::ErrorKind::Network`]), a write failure the destination's; `what` says
+    /// which stream, e.g. `sending the backup to 10.0.0.5:4444`.
+    pub fn into_job_error(self, what: &str) -> dbjobs_sdk::JobError {
+        match &self {
+            CopyError::Write { error, .. } if error.raw_os_error() == Some(libc::ENOSPC) => {
+                dbjobs_sdk::JobError::no_space(format!("{what}: {self}"))
+            }
+            CopyError::Read { error, .. } | CopyError::Write { error, .. }
+                if error.to_string() == "the job was cancelled" =>
+            {
+                dbjobs_sdk::JobError::cancelled(format!("{what}: {self}"))
+            }
+            _ => dbjobs_sdk::JobError::network(format!("{what}: {self}")),
+        }
+    }
+}
 
 /// `1536` -> `1.5 KiB`: sizes for people, in results and progress.
 pub fn human_bytes(n: u64) -> String {

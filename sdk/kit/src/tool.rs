@@ -17,6 +17,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
+use dbjobs_sdk::{declare_settings, JobError};
+
+declare_settings! {
+    /// Where the physical backup tool is, for the backup and the restore.
+    pub struct BackupToolSettings {
+        /// Path of the backup tool; empty: mariadb-backup or mariabackup (MariaDB), xtrabackup (MySQL, Percona) on PATH.
+        pub backup_tool: String = "",
+    }
+}
+
 /// The size asked for the stdout pipe of a tool (Linux's default `pipe-max-size`, so an
 /// unprivileged process gets it too).
 pub const PIPE_SIZE: i32 = 1 << 20;
@@ -35,16 +45,17 @@ pub const STDERR_TAIL_LINES: usize = 40;
 
 /// Find the first of `names` on `PATH` (then `/usr/bin`, `/usr/sbin`, `/usr/local/bin`), unless
 /// `forced` (a setting) names a path, which is then used as is if it exists.
-pub fn find_tool(names: &[&str], forced: Option<&str>) -> Result<PathBuf, String> {
+pub fn find_tool(names: &[&str], forced: Option<&str>) -> Result<PathBuf, JobError> {
     if let Some(p) = forced.filter(|p| !p.trim().is_empty()) {
         let p = PathBuf::from(p.trim());
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(format!(
+            Err(JobError::config(format!(
                 "the configured tool {} does not exist",
                 p.display()
             ))
+            .with_hint("fix the path in [dbjobs] of the option file, or leave the setting empty to look on PATH"))
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -58,10 +69,11 @@ pub fn find_tool(names: &[&str], forced: Option<&str>) -> Result<PathBuf, String
             }
         }
     }
-    Err(format!(
-        "none of {} is installed (looked in PATH, /usr/bin, /usr/sbin); install it (e.g. apt-get install mariadb-backup) or set its path",
+    Err(JobError::config(format!(
+        "none of {} is installed (looked in PATH, /usr/bin, /usr/sbin)",
         names.join(", ")
     ))
+    .with_hint("install it (e.g. apt-get install mariadb-backup) or set its path in [dbjobs]"))
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -150,11 +162,14 @@ impl ToolCommand {
     }
 
     /// Start it. Each stderr line is kept in the tail and passed to `on_line` (e.g. to log it).
-    pub fn spawn(mut self, on_line: impl Fn(&str) + Send + 'static) -> Result<RunningTool, String> {
+    pub fn spawn(
+        mut self,
+        on_line: impl Fn(&str) + Send + 'static,
+    ) -> Result<RunningTool, JobError> {
         let mut child = self
             .cmd
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.name))?;
+            .map_err(|e| JobError::tool(format!("cannot start {}: {e}", self.name)))?;
         let stderr = child.stderr.take().expect("stderr is piped");
         let reader = std::thread::spawn(move || {
             let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
@@ -184,7 +199,7 @@ impl ToolCommand {
     }
 
     /// Run to completion with no pipes and return how it ended.
-    pub fn run(self) -> Result<ToolExit, String> {
+    pub fn run(self) -> Result<ToolExit, JobError> {
         self.spawn(|_| {})?.wait()
     }
 }
@@ -219,11 +234,11 @@ impl RunningTool {
     }
 
     /// Wait for the tool to exit and collect the tail of its stderr.
-    pub fn wait(mut self) -> Result<ToolExit, String> {
+    pub fn wait(mut self) -> Result<ToolExit, JobError> {
         let mut child = self.child.take().expect("not waited yet");
         let status = child
             .wait()
-            .map_err(|e| format!("waiting for {} failed: {e}", self.name))?;
+            .map_err(|e| JobError::tool(format!("waiting for {} failed: {e}", self.name)))?;
         let stderr_tail = self
             .stderr_reader
             .take()
@@ -288,6 +303,12 @@ impl ToolExit {
         self.stderr_tail[start..].join(" | ")
     }
 
+    /// The failure as a [`JobError`] of kind [`dbjobs_sdk::ErrorKind::Tool`], with
+    /// `doing` in front: `mariadb-backup --prepare: mariadb-backup exited with status 1: ...`.
+    pub fn error(&self, doing: &str) -> JobError {
+        JobError::tool(format!("{doing}: {}", self.failure()))
+    }
+
     /// `mariadb-backup exited with status 1: <last lines>`.
     pub fn failure(&self) -> String {
         let how = match self.status.code() {
@@ -349,7 +370,7 @@ mod tests {
     #[test]
     fn missing_tools_name_the_fix() {
         let err = find_tool(&["no-such-tool-xyz"], None).unwrap_err();
-        assert!(err.contains("install"), "{err}");
+        assert!(err.hint.unwrap().contains("install"));
         assert!(find_tool(&["x"], Some("/nonexistent/tool")).is_err());
     }
 }
