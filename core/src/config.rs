@@ -287,9 +287,24 @@ impl Settings {
         self.values.get(&normalize_key(name)).map(String::as_str)
     }
 
+    /// The host's own settings, typed; a bad value is a configuration error naming it.
+    pub fn host(&self) -> Result<crate::settings::HostSettings> {
+        crate::settings::HostSettings::read(self).map_err(|e| {
+            let mut err = Error::new(e.message);
+            err.help = e.hint;
+            err
+        })
+    }
+
     /// All settings, for `dbjobs plugins --json` and debugging.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl dbjobs_sdk::SettingSource for Settings {
+    fn raw_setting(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_string)
     }
 }
 

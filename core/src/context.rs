@@ -25,6 +25,8 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 pub struct HostEnv {
     /// `[dbjobs]` settings and `--set` overrides.
     pub settings: Settings,
+    /// The host's own settings, typed (read from `settings` at start-up).
+    pub host: crate::settings::HostSettings,
     /// How to connect to the local server.
     pub connection: ConnectionOptions,
     /// Number of SIGTERM/SIGINT received: 1 = finish the running job then stop, 2 = cancel it.
@@ -34,15 +36,17 @@ pub struct HostEnv {
 }
 
 impl HostEnv {
-    /// A new environment; the option file is written on first use.
-    pub fn new(settings: Settings, connection: ConnectionOptions) -> Self {
-        HostEnv {
+    /// A new environment; the option file is written on first use. A host setting with a bad
+    /// value is a configuration error.
+    pub fn new(settings: Settings, connection: ConnectionOptions) -> crate::Result<Self> {
+        Ok(HostEnv {
+            host: settings.host()?,
             settings,
             connection,
             signals: Arc::new(AtomicUsize::new(0)),
             option_file: OnceLock::new(),
             warned: Mutex::new(std::collections::HashSet::new()),
-        }
+        })
     }
 
     /// `true` the first time it is asked about `job_id`: a daemon warns about a row once, not

@@ -15,7 +15,8 @@
 //!
 //! Modules, one idea each: [`config`] (option files and settings), [`db`] (sessions and rows as
 //! text), [`queue`] (the table protocol), [`validate`] (row fields), [`loader`] (plugin
-//! libraries), [`context`] (what plugins call back into), [`runner`] (passes and the daemon).
+//! libraries), [`context`] (what plugins call back into), [`runner`] (passes and the daemon),
+//! [`settings`] (the host's own settings, declared once).
 
 pub mod config;
 pub mod context;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod loader;
 pub mod queue;
 pub mod runner;
+pub mod settings;
 pub mod validate;
 
 pub use error::{Error, Result};

@@ -188,7 +188,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Run => {
-            let env = HostEnv::new(settings, connection);
+            let env = HostEnv::new(settings, connection)?;
             install_signal_handlers(&env)?;
             let (registry, queue) = load_and_connect(&dirs, &env)?;
             let queue = Mutex::new(queue);
@@ -199,7 +199,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Daemon { interval } => {
-            let env = HostEnv::new(settings, connection);
+            let env = HostEnv::new(settings, connection)?;
             install_signal_handlers(&env)?;
             // Fail fast on a wrong configuration; later connection losses are retried.
             let (registry, queue) = load_and_connect(&dirs, &env)?;

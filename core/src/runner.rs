@@ -58,9 +58,6 @@ pub fn run_pass(
     Ok(reports)
 }
 
-/// Default of the `unowned_task_grace` setting, in seconds.
-pub const DEFAULT_UNOWNED_TASK_GRACE: i64 = 600;
-
 /// A pending row whose task no loaded plugin owns. A NULL or empty task can never run and is
 /// failed at once. A named task may belong to another agent on the node (or to a plugin being
 /// installed), so it is left alone for `unowned_task_grace` seconds (default 600; 0 = never
@@ -74,11 +71,7 @@ fn reject_unowned(
     task: Option<&str>,
     age: Option<i64>,
 ) -> Result<()> {
-    let grace = env
-        .settings
-        .get("unowned_task_grace")
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or(DEFAULT_UNOWNED_TASK_GRACE);
+    let grace = i64::try_from(env.host.unowned_task_grace).unwrap_or(i64::MAX);
     let reason = match task {
         None | Some("") => {
             JobError::invalid_job("the task is NULL or empty; nothing can run this row")

@@ -38,7 +38,9 @@ pub struct Dbjobs {
 
 impl Dbjobs {
     /// dbjobs for `server` (its [`MariaDb::defaults_file`]) with plugins from `plugin_dir`
-    /// (usually a [`plugin_dir`](crate::plugin_dir)).
+    /// (usually a [`plugin_dir`](crate::plugin_dir)), with the setting `state_dir` in the
+    /// server's own directory ([`MariaDb::state_dir`]), so that no test writes to the node's
+    /// `/var/lib/dbjobs` and each server's journal and outcomes are its own.
     ///
     /// The binary is looked up when a command is built, not here, so a test can replace it
     /// with [`Dbjobs::binary`] without dbjobs being built.
@@ -47,7 +49,10 @@ impl Dbjobs {
             binary: None,
             defaults_file: server.defaults_file(),
             plugin_dir: plugin_dir.to_path_buf(),
-            settings: Vec::new(),
+            settings: vec![(
+                "state_dir".to_string(),
+                server.state_dir().display().to_string(),
+            )],
             envs: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
         }

@@ -180,6 +180,12 @@ impl MariaDb {
         &self.base_path
     }
 
+    /// The `state_dir` dbjobs gets for this server ([`crate::Dbjobs::new`]): under
+    /// [`MariaDb::base_dir`], so it goes with the server.
+    pub fn state_dir(&self) -> PathBuf {
+        self.base_dir().join("dbjobs-state")
+    }
+
     /// The error log (`--log-error`), which is what dbjobs sends for the `error` task.
     pub fn error_log(&self) -> PathBuf {
         self.base_path.join("error.log")
