@@ -265,8 +265,16 @@ impl HostApi for JobContext<'_> {
         log::log!(level, "{}: {}", self.tag(), text);
     }
 
+    /// The configured value, or for a host setting its declared default: a plugin reads
+    /// `state_dir` or `receive_port` through here without declaring them a second time.
     fn setting(&self, name: RStr<'_>) -> ROption<RString> {
-        match self.env.settings.get(name.as_str()) {
+        let host_default = || {
+            crate::settings::HostSettings::DECLS
+                .iter()
+                .find(|d| d.name == crate::config::normalize_key(name.as_str()))
+                .map(|d| d.default)
+        };
+        match self.env.settings.get(name.as_str()).or_else(host_default) {
             Some(v) => ROption::RSome(RString::from(v)),
             None => RNone,
         }

@@ -84,6 +84,19 @@ impl ServerFacts {
     }
 }
 
+/// The host's state directory (its setting `state_dir`, which the host declares and resolves
+/// to its default when unset): where a plugin keeps what must outlive a run (a restore's
+/// journal, a generated certificate). Plugins do not declare it again.
+pub fn state_dir(host: &Host<'_>) -> Result<PathBuf, JobError> {
+    host.setting("state_dir")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| PathBuf::from(d.trim()))
+        .ok_or_else(|| {
+            JobError::config("the host gives no state_dir")
+                .with_hint("set state_dir in [dbjobs] (default /var/lib/dbjobs)")
+        })
+}
+
 /// `major.minor` of the first version-looking word of `text`: `10.11` for `10.11.19-MariaDB`
 /// and for `mariadb-backup based on MariaDB server 10.11.19-MariaDB`.
 pub fn major_minor(text: &str) -> Option<String> {
