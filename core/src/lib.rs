@@ -24,6 +24,7 @@ pub mod db;
 pub mod error;
 pub mod loader;
 pub mod queue;
+pub mod repman;
 pub mod runner;
 pub mod settings;
 pub mod validate;
