@@ -25,6 +25,7 @@ pub mod fake_zfs;
 pub mod fixtures;
 mod net;
 pub mod physical_fixtures;
+pub mod repman_standin;
 pub mod rm_listener;
 pub mod sender;
 mod server;

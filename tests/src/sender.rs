@@ -147,6 +147,12 @@ pub fn send_when_waiting(
         }
         std::thread::sleep(POLL);
     }
+    send_to(port, from, bytes)
+}
+
+/// Connects from `from` to `127.0.0.1:port`, writes `bytes`, half-closes and closes, as
+/// replication-manager's sender does. Returns the number of bytes written.
+pub fn send_to(port: u16, from: IpAddr, bytes: &[u8]) -> io::Result<usize> {
     let to = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
     let mut stream = connect_from(from, to)?;
     stream.write_all(bytes)?;
