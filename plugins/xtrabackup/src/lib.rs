@@ -166,16 +166,25 @@ fn stream_backup(
             plan.log_copy_interval,
         ))
         .piped_stdout()
+        .log_stderr()
         .spawn(move |line| {
             if let Some(p) = BinlogPosition::from_tool_line(line) {
                 *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
             }
         })?;
+    let tool_log = running.stderr_log();
     let start = Instant::now();
-    let sent = relay(job, host, plan, &mut running, stream, start)?;
-    // End of stream for the listener: the tool closed its stdout, everything was written.
-    let _ = stream.shutdown(Shutdown::Write);
-    let exit = running.wait()?;
+    // Every stderr line goes to the host's log as it comes (replication-manager learns the
+    // backup's position from the tool's position line); the thread ends with the tool.
+    let (sent, exit) = std::thread::scope(|scope| {
+        if let Some(lines) = tool_log {
+            scope.spawn(|| lines.forward(host));
+        }
+        let sent = relay(job, host, plan, &mut running, stream, start)?;
+        // End of stream for the listener: the tool closed its stdout, everything was written.
+        let _ = stream.shutdown(Shutdown::Write);
+        Ok::<_, JobError>((sent, running.wait()?))
+    })?;
     check_completed(&exit, sent)?;
     let position = position_line
         .lock()

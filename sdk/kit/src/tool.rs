@@ -15,9 +15,10 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use dbjobs_sdk::{declare_settings, JobError};
+use dbjobs_sdk::{declare_settings, Host, JobError};
 
 declare_settings! {
     /// Where the physical backup tool is, for the backup and the restore.
@@ -87,6 +88,7 @@ fn is_executable(p: &Path) -> bool {
 pub struct ToolCommand {
     cmd: Command,
     name: String,
+    log_stderr: bool,
 }
 
 impl ToolCommand {
@@ -106,7 +108,22 @@ impl ToolCommand {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| program.display().to_string());
-        ToolCommand { cmd, name }
+        ToolCommand {
+            cmd,
+            name,
+            log_stderr: false,
+        }
+    }
+
+    /// Queue every stderr line for the host's log (and so for replication-manager's live job
+    /// log, which learns a backup's position only from the tool's position line).
+    ///
+    /// The lines are handed over by [`RunningTool::wait_logged`], or live by a thread of the
+    /// plugin's own calling [`StderrLog::forward`] (the stderr reader cannot call the host: it
+    /// outlives no `run`, but the compiler cannot know that).
+    pub fn log_stderr(mut self) -> Self {
+        self.log_stderr = true;
+        self
     }
 
     /// Add one argument.
@@ -171,6 +188,13 @@ impl ToolCommand {
             .spawn()
             .map_err(|e| JobError::tool(format!("cannot start {}: {e}", self.name)))?;
         let stderr = child.stderr.take().expect("stderr is piped");
+        let (forward, log_lines) = match self.log_stderr {
+            true => {
+                let (tx, rx) = mpsc::channel();
+                (Some(tx), Some(StderrLog { lines: rx }))
+            }
+            false => (None, None),
+        };
         let reader = std::thread::spawn(move || {
             let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
             let mut reader = BufReader::new(stderr);
@@ -182,6 +206,9 @@ impl ToolCommand {
                     Ok(_) => {
                         let line = String::from_utf8_lossy(&buf).trim_end().to_string();
                         on_line(&line);
+                        if let Some(tx) = &forward {
+                            let _ = tx.send(line.clone());
+                        }
                         if tail.len() == STDERR_TAIL_LINES {
                             tail.pop_front();
                         }
@@ -194,6 +221,7 @@ impl ToolCommand {
         Ok(RunningTool {
             child: Some(child),
             stderr_reader: Some(reader),
+            log_lines,
             name: self.name,
         })
     }
@@ -202,12 +230,33 @@ impl ToolCommand {
     pub fn run(self) -> Result<ToolExit, JobError> {
         self.spawn(|_| {})?.wait()
     }
+
+    /// Run to completion with every stderr line logged through `host` as it arrives.
+    pub fn run_logged(self, host: &Host<'_>) -> Result<ToolExit, JobError> {
+        self.log_stderr().spawn(|_| {})?.wait_logged(host)
+    }
+}
+
+/// The stderr lines of a tool built with [`ToolCommand::log_stderr`], for the host's log.
+pub struct StderrLog {
+    lines: mpsc::Receiver<String>,
+}
+
+impl StderrLog {
+    /// Log every line through `host` (at info level) as it arrives, until the tool's stderr
+    /// closes (it exited or was killed). Run it on a scoped thread beside a copy loop.
+    pub fn forward(self, host: &Host<'_>) {
+        for line in self.lines {
+            host.info(&line);
+        }
+    }
 }
 
 /// A started tool. Dropping it without [`RunningTool::wait`] kills its process group.
 pub struct RunningTool {
     child: Option<Child>,
     stderr_reader: Option<JoinHandle<Vec<String>>>,
+    log_lines: Option<StderrLog>,
     name: String,
 }
 
@@ -231,6 +280,21 @@ impl RunningTool {
     /// The tool's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The stderr lines for the host's log (once), when built with
+    /// [`ToolCommand::log_stderr`].
+    pub fn stderr_log(&mut self) -> Option<StderrLog> {
+        self.log_lines.take()
+    }
+
+    /// Log the stderr lines not yet taken through `host` until stderr closes, then
+    /// [`Self::wait`].
+    pub fn wait_logged(mut self, host: &Host<'_>) -> Result<ToolExit, JobError> {
+        if let Some(lines) = self.stderr_log() {
+            lines.forward(host);
+        }
+        self.wait()
     }
 
     /// Wait for the tool to exit and collect the tail of its stderr.
@@ -353,6 +417,19 @@ mod tests {
         std::io::Read::read_to_string(&mut t.take_stdout().unwrap(), &mut out).unwrap();
         t.wait().unwrap();
         assert_eq!(out, "--defaults-file=/tmp/x.cnf --backup\n");
+    }
+
+    #[test]
+    fn logged_lines_arrive_in_order_and_the_tail_is_kept() {
+        let sh = find_tool(&["sh"], None).unwrap();
+        let mut t = ToolCommand::new(&sh, None)
+            .args(["-c", "for i in 1 2 3; do echo l$i >&2; done"])
+            .log_stderr()
+            .spawn(|_| {})
+            .unwrap();
+        let lines: Vec<String> = t.stderr_log().unwrap().lines.iter().collect();
+        assert_eq!(lines, ["l1", "l2", "l3"]);
+        assert_eq!(t.wait().unwrap().stderr_tail, ["l1", "l2", "l3"]);
     }
 
     #[test]
