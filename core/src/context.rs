@@ -17,6 +17,7 @@ use mysql::Conn;
 use crate::config::{ConnectionOptions, Settings};
 use crate::db;
 use crate::queue::Queue;
+use crate::repman::Level;
 
 /// How often a job's progress may rewrite its row.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,6 +32,9 @@ pub struct HostEnv {
     pub connection: ConnectionOptions,
     /// Number of SIGTERM/SIGINT received: 1 = finish the running job then stop, 2 = cancel it.
     pub signals: Arc<AtomicUsize>,
+    /// replication-manager's API, when `repman_api` is set: every line a job logs also goes
+    /// to its `write-log`.
+    pub repman: Option<crate::repman::RepmanLink>,
     option_file: OnceLock<Result<(tempfile::TempDir, PathBuf), String>>,
     warned: Mutex<std::collections::HashSet<u64>>,
 }
@@ -39,8 +43,12 @@ impl HostEnv {
     /// A new environment; the option file is written on first use. A host setting with a bad
     /// value is a configuration error.
     pub fn new(settings: Settings, connection: ConnectionOptions) -> crate::Result<Self> {
+        let host = settings.host()?;
+        let repman =
+            crate::repman::RepmanLink::from_settings(&host, connection.password.as_deref())?;
         Ok(HostEnv {
-            host: settings.host()?,
+            repman,
+            host,
             settings,
             connection,
             signals: Arc::new(AtomicUsize::new(0)),
@@ -189,6 +197,51 @@ impl<'a> JobContext<'a> {
         format!("job {} ({})", self.job_id, self.task)
     }
 
+    /// Send `text` to replication-manager's live job log, when there is one.
+    fn to_repman(&self, level: Level, text: &str) {
+        if let Some(r) = &self.env.repman {
+            r.log.send(self.job_id, &self.task, level, text);
+        }
+    }
+
+    /// The start of the job: the host's line in the node's log, and for replication-manager
+    /// the `Job <task> initiated` line it keys on, then the same detail.
+    pub fn job_started(&self, detail: &str) {
+        log::info!("{} started by {detail}", self.tag());
+        self.to_repman(Level::Info, &format!("Job {} initiated", self.task));
+        self.to_repman(
+            Level::Info,
+            &format!("job {} started by {detail}", self.job_id),
+        );
+    }
+
+    /// The end of the job for replication-manager: the result, then `Job <task> ended with
+    /// state: Finished|Error`, the line it keys on; then wait (briefly, and not at all while
+    /// it is unreachable) for the job's lines to be delivered.
+    pub fn job_ended(&self, ok: bool, result: &str) {
+        let Some(r) = &self.env.repman else { return };
+        if ok {
+            self.to_repman(
+                Level::Info,
+                &format!("job {} succeeded: {result}", self.job_id),
+            );
+            self.to_repman(
+                Level::Info,
+                &format!("Job {} ended with state: Finished", self.task),
+            );
+        } else {
+            self.to_repman(
+                Level::Error,
+                &format!("job {} ERROR: {result}", self.job_id),
+            );
+            self.to_repman(
+                Level::Error,
+                &format!("Job {} ended with state: Error", self.task),
+            );
+        }
+        r.log.end_job(self.job_id, &self.task);
+    }
+
     /// Run a plugin statement on the plugin's own session. A session that died (the server
     /// was restarted by the job itself, as a full restore or a ZFS rollback does) is replaced
     /// by a new one and the statement is tried once more on it.
@@ -208,18 +261,19 @@ impl<'a> JobContext<'a> {
 
 impl HostApi for JobContext<'_> {
     fn progress(&self, text: RStr<'_>) {
-        if self.direction == Direction::Inbound && !self.waiting_sent.load(Ordering::SeqCst) {
-            // Touching an inbound row before the listener is up would make
-            // replication-manager connect too early.
-            log::debug!("{}: progress {}", self.tag(), text);
-            return;
-        }
         {
             let mut last = self.last_progress.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|t| t.elapsed() < PROGRESS_INTERVAL) {
                 return;
             }
             *last = Some(Instant::now());
+        }
+        self.to_repman(Level::Info, text.as_str());
+        if self.direction == Direction::Inbound && !self.waiting_sent.load(Ordering::SeqCst) {
+            // Touching an inbound row before the listener is up would make
+            // replication-manager connect too early.
+            log::debug!("{}: progress {}", self.tag(), text);
+            return;
         }
         *self
             .progress
@@ -256,13 +310,14 @@ impl HostApi for JobContext<'_> {
 
     fn log(&self, level: LogLevel_NE, text: RStr<'_>) {
         // A level from a newer SDK than this host's is logged as information.
-        let level = match level.as_enum() {
-            Ok(LogLevel::Error) => log::Level::Error,
-            Ok(LogLevel::Warn) => log::Level::Warn,
-            Ok(LogLevel::Debug) => log::Level::Debug,
-            _ => log::Level::Info,
+        let (level, repman) = match level.as_enum() {
+            Ok(LogLevel::Error) => (log::Level::Error, Level::Error),
+            Ok(LogLevel::Warn) => (log::Level::Warn, Level::Warn),
+            Ok(LogLevel::Debug) => (log::Level::Debug, Level::Debug),
+            _ => (log::Level::Info, Level::Info),
         };
         log::log!(level, "{}: {}", self.tag(), text);
+        self.to_repman(repman, text.as_str());
     }
 
     /// The configured value, or for a host setting its declared default: a plugin reads

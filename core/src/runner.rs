@@ -147,16 +147,6 @@ fn run_locked(
         );
         return Ok(None);
     }
-    log::info!(
-        "job {} ({task}) started by plugin {} [{}{}]",
-        row.id,
-        plugin.name,
-        spec.direction.as_str(),
-        job.server
-            .as_deref()
-            .map(|s| format!(", server {s}:{}", job.port))
-            .unwrap_or_default()
-    );
     let ending = run_plugin(queue, env, plugin, spec, &job);
     finish(queue, row.id, task, ending, start).map(Some)
 }
@@ -210,7 +200,16 @@ fn run_plugin(
     job: &Job,
 ) -> std::result::Result<Outcome, JobError> {
     let ctx = JobContext::new(env, queue, job.id, &job.task, spec.direction);
-    std::thread::scope(|scope| {
+    ctx.job_started(&format!(
+        "plugin {} [{}{}]",
+        plugin.name,
+        spec.direction.as_str(),
+        job.server
+            .as_deref()
+            .map(|s| format!(", server {s}:{}", job.port))
+            .unwrap_or_default()
+    ));
+    let ended = std::thread::scope(|scope| {
         scope.spawn(|| ctx.write_progress_until_done());
         let ended = job.with_abi(|abi| {
             let host = HostApi_TO::from_ptr(RRef::new(&ctx), TD_Opaque);
@@ -223,7 +222,12 @@ fn run_plugin(
                 payload: o.payload.map(|p| p.to_string()).into_option(),
             })
             .map_err(|e| JobError::from_abi(&e))
-    })
+    });
+    match &ended {
+        Ok(o) => ctx.job_ended(true, &o.result),
+        Err(e) => ctx.job_ended(false, &e.result_text()),
+    }
+    ended
 }
 
 /// Record the ending in the row, log it, and say how the job went.

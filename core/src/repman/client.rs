@@ -281,7 +281,9 @@ impl RepmanClient {
                 *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
                 Ok(())
             }
-            401 | 403 => Err(JobError::refused(format!(
+            // replication-manager decrypts the login with the password it holds: a different
+            // secret is refused (401) or cannot even be decrypted (500).
+            401 | 403 | 500 => Err(JobError::refused(format!(
                 "replication-manager refused the secret of {} in cluster {} (HTTP {}: {})",
                 self.config.server(),
                 self.config.cluster,

@@ -197,12 +197,13 @@ fn pending_of(st: &State, job: u64) -> usize {
 }
 
 impl Drop for LogSender {
+    /// Tell the thread to stop once the queue is empty; it is not waited for (a call in
+    /// flight to a replication-manager that does not answer must not delay the exit, and
+    /// every job already accounted for its lines in [`LogSender::end_job`]).
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.thread.take());
     }
 }
 
@@ -218,7 +219,12 @@ fn deliver(shared: &Shared, client: &RepmanClient) {
             .ensure_login()
             .inspect_err(|e| {
                 if !warned_login {
-                    log::error!("replication-manager's write-log: {}", e.result_text());
+                    let hint = e
+                        .hint
+                        .as_deref()
+                        .map(|h| format!("; hint: {h}"))
+                        .unwrap_or_default();
+                    log::error!("no live job log: {}{hint}", e.message);
                     warned_login = true;
                 }
             })
@@ -233,6 +239,15 @@ fn deliver(shared: &Shared, client: &RepmanClient) {
                 }
                 backoff = FIRST_BACKOFF;
                 warned_login = false;
+            }
+            Err(e) if e.kind == dbjobs_sdk::ErrorKind::BadInput => {
+                // replication-manager refused these lines (an unknown task): retrying would
+                // only block the lines behind them.
+                log::debug!("write-log refused {} line(s): {}", batch.len(), e.message);
+                if let Some(t) = st.tallies.get_mut(&job) {
+                    t.dropped += batch.len() as u64;
+                }
+                st.failing = Some(e.message);
             }
             Err(e) => {
                 log::debug!("write-log failed, retrying in {backoff:?}: {}", e.message);
