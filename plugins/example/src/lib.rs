@@ -3,7 +3,8 @@
 //! It waits `port` milliseconds (0..=60000, taken from the row so tests can make a job slow),
 //! reporting progress while it waits, appends `<job id> <pid>` as a line to the file named by
 //! the setting `example_log` when set (tests count these lines to prove a job ran exactly
-//! once), and finishes with the result `example job <id> done`. The setting `example_payload`,
+//! once), logs `example_log_lines` numbered lines through the host, and finishes with the
+//! result `example job <id> done`. The setting `example_payload`,
 //! when set, is returned as the job's JSON payload (tests use it to check payload writes).
 //!
 //! Read it as the template for a new plugin: a `Default` type, [`Plugin::info`] declaring the
@@ -24,6 +25,8 @@ declare_settings! {
         pub example_log: String = "",
         /// JSON the example task returns as its payload; empty: none.
         pub example_payload: String = "",
+        /// Lines the example task logs through the host before it ends (tests of the live job log); 0: none.
+        pub example_log_lines: u32 = "0",
     }
 }
 
@@ -84,6 +87,13 @@ impl Plugin for Example {
             // One write per line: O_APPEND keeps concurrent writers' lines whole.
             file.write_all(format!("{} {}\n", job.id, std::process::id()).as_bytes())
                 .map_err(|e| JobError::io(format!("cannot write example_log {path}: {e}")))?;
+        }
+        for n in 1..=settings.example_log_lines {
+            // Quotes, a backslash and a tab: the live job log must escape them as JSON.
+            host.info(&format!(
+                "example line {n} of {} \"quoted\" back\\slash\ttab",
+                settings.example_log_lines
+            ));
         }
         host.info(&format!("waited {} ms", wait.as_millis()));
         let outcome = Outcome::new(format!("example job {} done", job.id));
