@@ -1,7 +1,7 @@
 //! The host context a running plugin calls back into (the SDK's `HostApi`).
 //!
-//! One [`JobContext`] exists per running job. It writes progress and the "waiting" state into
-//! the job's row through the queue session, gives the plugin its settings and the path of the
+//! One [`JobContext`] exists per running job. It passes progress and the "waiting" moment to
+//! the job's source (the row, or replication-manager's API) through its link, gives the plugin its settings and the path of the
 //! credentials option file, and runs the plugin's SQL on a session of its own.
 
 use std::path::PathBuf;
@@ -16,8 +16,8 @@ use mysql::Conn;
 
 use crate::config::{ConnectionOptions, Settings};
 use crate::db;
-use crate::queue::Queue;
 use crate::repman::Level;
+use crate::source::JobLink;
 
 /// How often a job's progress may rewrite its row.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -104,7 +104,7 @@ impl HostEnv {
 /// The host side of one running job.
 pub struct JobContext<'a> {
     env: &'a HostEnv,
-    queue: &'a Mutex<Queue>,
+    link: &'a dyn JobLink,
     job_id: u64,
     task: String,
     direction: Direction,
@@ -132,14 +132,14 @@ impl<'a> JobContext<'a> {
     /// The context of job `job_id` of `task`.
     pub fn new(
         env: &'a HostEnv,
-        queue: &'a Mutex<Queue>,
+        link: &'a dyn JobLink,
         job_id: u64,
         task: &str,
         direction: Direction,
     ) -> Self {
         JobContext {
             env,
-            queue,
+            link,
             job_id,
             task: task.to_string(),
             direction,
@@ -173,10 +173,7 @@ impl<'a> JobContext<'a> {
                 pending.take()
             };
             if let Some(text) = text {
-                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = q.progress(self.job_id, &text) {
-                    log::debug!("{}: progress not written: {e}", self.tag());
-                }
+                self.link.progress(&text);
             }
         }
     }
@@ -295,16 +292,12 @@ impl HostApi for JobContext<'_> {
         if self.waiting_sent.swap(true, Ordering::SeqCst) {
             return ROk(());
         }
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        match q.mark_waiting(self.job_id) {
-            Ok(true) => {
-                log::info!("{}: listening, row marked waiting", self.tag());
+        match self.link.waiting() {
+            Ok(()) => {
+                log::info!("{}: listening, reported waiting", self.tag());
                 ROk(())
             }
-            Ok(false) => RErr(RString::from(
-                "the job row changed before the listener was up (deleted or taken by another agent)",
-            )),
-            Err(e) => RErr(RString::from(format!("cannot mark the job waiting: {e}"))),
+            Err(e) => RErr(RString::from(e)),
         }
     }
 

@@ -27,6 +27,7 @@ pub mod queue;
 pub mod repman;
 pub mod runner;
 pub mod settings;
+pub mod source;
 pub mod validate;
 
 pub use error::{Error, Result};
