@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +12,9 @@ use dbjobs::config::{ConnectionFlags, ConnectionOptions, OptionFile, Settings};
 use dbjobs::context::HostEnv;
 use dbjobs::loader::{Registry, DEFAULT_PLUGIN_DIR};
 use dbjobs::queue::Queue;
+use dbjobs::settings::JobsMode;
+use dbjobs::source::api::ApiSource;
+use dbjobs::source::table::TableSource;
 use dbjobs::{runner, Error};
 
 /// Runs replication-manager's node jobs (backups, log shipping, reseeds, ...) through plugins.
@@ -190,10 +192,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run => {
             let env = HostEnv::new(settings, connection)?;
             install_signal_handlers(&env)?;
-            let (registry, queue) = load_and_connect(&dirs, &env)?;
-            let queue = Mutex::new(queue);
-            let reports = runner::run_pass(&queue, &registry, &env)?;
-            if reports.iter().any(|r| !r.ok) {
+            let failed = match env.host.jobs_mode {
+                JobsMode::Sql => {
+                    let (registry, queue) = load_and_connect(&dirs, &env)?;
+                    let source = TableSource::new(queue);
+                    let reports = runner::run_pass(&source, &registry, &env)?;
+                    reports.iter().filter(|r| !r.ok).count()
+                }
+                JobsMode::Api => {
+                    // No database connection: API jobs run while the server is down (start).
+                    let registry = loaded_registry(&dirs, Registry::load(&dirs))?;
+                    let source = ApiSource::open(&env)?;
+                    let reports = runner::run_pass(&source, &registry, &env)?;
+                    reports.iter().filter(|r| !r.ok).count() + source.errors()
+                }
+            };
+            if failed > 0 {
                 return Err(Failure::Jobs);
             }
             Ok(())
@@ -201,19 +215,46 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Daemon { interval } => {
             let env = HostEnv::new(settings, connection)?;
             install_signal_handlers(&env)?;
-            // Fail fast on a wrong configuration; later connection losses are retried.
-            let (registry, queue) = load_and_connect(&dirs, &env)?;
-            log::info!(
-                "daemon started: {} task(s), a pass every {} ms",
-                registry.task_names().count(),
-                interval.as_millis()
-            );
-            if runner::run_daemon(&registry, &env, queue, interval) > 0 {
+            let failed = match env.host.jobs_mode {
+                JobsMode::Sql => {
+                    // Fail fast on a wrong configuration; later connection losses are retried.
+                    let (registry, queue) = load_and_connect(&dirs, &env)?;
+                    log_daemon_start(&registry, interval);
+                    runner::run_daemon(&registry, &env, queue, interval)
+                }
+                JobsMode::Api => {
+                    let registry = loaded_registry(&dirs, Registry::load(&dirs))?;
+                    let source = ApiSource::open(&env)?;
+                    log_daemon_start(&registry, interval);
+                    let mut seen = 0;
+                    runner::run_loop(&env, interval, |env| {
+                        let failed = match runner::run_pass(&source, &registry, env) {
+                            Ok(reports) => reports.iter().filter(|r| !r.ok).count(),
+                            Err(e) => {
+                                log::error!("pass failed: {e}");
+                                0
+                            }
+                        };
+                        let errors = source.errors() - seen;
+                        seen += errors;
+                        failed + errors
+                    })
+                }
+            };
+            if failed > 0 {
                 return Err(Failure::Jobs);
             }
             Ok(())
         }
     }
+}
+
+fn log_daemon_start(registry: &Registry, interval: Duration) {
+    log::info!(
+        "daemon started: {} task(s), a pass every {} ms",
+        registry.task_names().count(),
+        interval.as_millis()
+    );
 }
 
 /// Load the plugins while the queue session connects: the two are the start-up cost of a
