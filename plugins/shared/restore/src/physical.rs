@@ -273,6 +273,7 @@ fn receive(host: &Host<'_>, stream: &mut dyn Read, backup: &Path) -> Result<Stre
         .arg("-C")
         .arg(backup)
         .piped_stdin()
+        .log_stderr()
         .spawn(|_| {})
         .text()?;
     let stdin = extractor
@@ -299,7 +300,7 @@ fn receive(host: &Host<'_>, stream: &mut dyn Read, backup: &Path) -> Result<Stre
             Err(e)
         }
         Ok(summary) => {
-            let exit = extractor.wait().text()?;
+            let exit = extractor.wait_logged(host).text()?;
             if !exit.success() {
                 return Err(format!("extracting the stream failed: {}", exit.failure()));
             }
@@ -316,7 +317,7 @@ fn prepare(host: &Host<'_>, backup: &Path) -> Result<(), String> {
         .arg("--prepare")
         .arg("--export")
         .arg(format!("--target-dir={}", backup.display()))
-        .run()
+        .run_logged(host)
         .text()?;
     if !exit.success() {
         return Err(exit.failure());
