@@ -398,9 +398,10 @@ fn dbjobs_runner_passes_global_arguments_and_reports_the_outcome() {
         .run(&["run-once", "--task", "optimize"]);
     out.assert_code(3);
     let expected = format!(
-        "--defaults-file\n{}\n--plugin-dir\n{}\n--set\na=1\n--set\nb=x=y\nrun-once\n--task\noptimize\n",
+        "--defaults-file\n{}\n--plugin-dir\n{}\n--set\nstate_dir={}\n--set\na=1\n--set\nb=x=y\nrun-once\n--task\noptimize\n",
         s.defaults_file().display(),
-        plugins.path().display()
+        plugins.path().display(),
+        s.state_dir().display()
     );
     assert_eq!(out.stdout, expected);
     assert_eq!(out.stderr, "RUST_LOG=info EXTRA=\n");
@@ -451,7 +452,7 @@ fn dbjobs_runner_passes_global_arguments_and_reports_the_outcome() {
         .get_args()
         .map(|a| a.to_owned())
         .collect();
-    assert_eq!(args.len(), 5);
+    assert_eq!(args.len(), 7, "{args:?}"); // defaults, plugin dir, --set state_dir, x
 }
 
 #[test]
