@@ -11,7 +11,6 @@
 //! connection ([`receive::accept`]), then the restore of the matching method. The staging
 //! directory is removed when the job ends, successful or not.
 
-pub mod dump_plan;
 pub mod logical;
 pub mod physical;
 pub mod receive;

@@ -10,7 +10,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use crate::dump_plan::{DumpPlan, PlanBuilder};
+use crate::logical::plan::{DumpPlan, PlanBuilder};
 use crate::receive::{drain_padding, CountingReader};
 use dbjobs_kit::copy::{fill, human_bytes, CopyError, COPY_BUFFER, PROGRESS_INTERVAL};
 

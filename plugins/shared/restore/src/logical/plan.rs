@@ -43,7 +43,7 @@
 
 use std::collections::HashMap;
 
-use crate::logical::{DumpFilter, MARKER_MAX};
+use crate::logical::filter::{DumpFilter, MARKER_MAX};
 use dbjobs_kit::sql::is_system_schema;
 
 /// How much of a line [`PlanBuilder::feed`] keeps while the rest of it streams by: enough to

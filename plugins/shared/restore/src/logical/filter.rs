@@ -1,0 +1,429 @@
+//! The line filter of a logical replay: what of the dump reaches the server.
+//!
+//! [`DumpFilter`] judges each line: it drops everything about the node's own job queue
+//! ([`QUEUE_SCHEMA`]) and notes the replication position the dump sets. [`filter_into`]
+//! streams a whole dump through it into a client, holding at most [`MARKER_MAX`] bytes of a
+//! line, and maps the client's line numbers back to the dump's ([`LineMap`]).
+
+use std::io::{self, BufRead, Write};
+
+use crate::logical::plan::newline;
+use dbjobs_kit::sql::is_gtid_list;
+
+/// The database the filter keeps out of the replay: the node's own job queue.
+pub const QUEUE_SCHEMA: &str = "replication_manager_schema";
+
+/// What [`filter_into`] copied so far (kept up to date while it runs, so a failure of the
+/// client can still be mapped to the dump's line).
+#[derive(Default)]
+pub(crate) struct Filtered {
+    /// Dump bytes read.
+    pub(crate) read: u64,
+    /// Bytes of the kept lines, written out.
+    pub(crate) fed: u64,
+    /// Lines the filter dropped.
+    pub(crate) skipped_lines: u64,
+    /// Line numbers written out, mapped to the dump's.
+    pub(crate) lines: LineMap,
+}
+
+/// Why [`filter_into`] stopped before the end of the dump.
+#[derive(Debug)]
+pub(crate) enum FilterStop {
+    /// Reading the staged dump failed.
+    Read(io::Error),
+    /// Writing to the client failed (it exited: its own error says why).
+    Write(io::Error),
+    /// `tick` said stop (cancelled), with the error to report.
+    Stopped(String),
+}
+
+/// Copy the dump from `reader` into `out` through `filter`, line by line, holding no more than
+/// the first `MARKER_MAX + 1` bytes of a line: a line longer than that is judged on its head
+/// ([`DumpFilter::keep_head`]) and streamed on, so a dump with a 1 GiB `INSERT` line is applied
+/// with the memory of a buffer, not of the line. Kept lines are numbered from `first_fed_line`
+/// (the client's line number of the first one) in the returned [`LineMap`], for error reports.
+/// `tick` gets the bytes read after each buffer and may stop the copy.
+pub(crate) fn filter_into<R: BufRead, W: Write>(
+    reader: &mut R,
+    out: &mut W,
+    filter: &mut DumpFilter,
+    first_fed_line: u64,
+    done: &mut Filtered,
+    mut tick: impl FnMut(u64) -> Result<(), String>,
+) -> Result<(), FilterStop> {
+    let mut head: Vec<u8> = Vec::with_capacity(MARKER_MAX + 1);
+    let mut line_len = 0u64; // bytes of the current line so far
+    let mut long_line: Option<bool> = None; // a long line's verdict: kept or not
+    let mut dump_line = 0u64;
+    let mut fed_line = first_fed_line - 1;
+    // Ends a line of `len` bytes: counts it, maps it when kept.
+    let mut end_line = |done: &mut Filtered, kept: bool, len: u64| {
+        dump_line += 1;
+        if kept {
+            fed_line += 1;
+            done.lines.note(fed_line, dump_line);
+            done.fed += len;
+        } else {
+            done.skipped_lines += 1;
+        }
+    };
+    loop {
+        let buf = reader.fill_buf().map_err(FilterStop::Read)?;
+        if buf.is_empty() {
+            break;
+        }
+        let (n, ends) = match newline(buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let piece = &buf[..n];
+        line_len += n as u64;
+        match long_line {
+            Some(kept) => {
+                if kept {
+                    out.write_all(piece).map_err(FilterStop::Write)?;
+                }
+            }
+            None => {
+                let taken = piece.len().min(MARKER_MAX + 1 - head.len());
+                head.extend_from_slice(&piece[..taken]);
+                if line_len > MARKER_MAX as u64 {
+                    // Long: judged on its head, the rest streams through.
+                    let kept = filter.keep_head(&head, line_len);
+                    if kept {
+                        out.write_all(&head).map_err(FilterStop::Write)?;
+                        out.write_all(&piece[taken..]).map_err(FilterStop::Write)?;
+                    }
+                    long_line = Some(kept);
+                } else if ends {
+                    let kept = filter.keep_head(&head, line_len);
+                    if kept {
+                        out.write_all(&head).map_err(FilterStop::Write)?;
+                    }
+                    long_line = Some(kept);
+                }
+            }
+        }
+        if ends {
+            end_line(done, long_line == Some(true), line_len);
+            head.clear();
+            line_len = 0;
+            long_line = None;
+        }
+        reader.consume(n);
+        done.read += n as u64;
+        tick(done.read).map_err(FilterStop::Stopped)?;
+    }
+    if line_len > 0 {
+        // A last line without a newline.
+        let kept = match long_line {
+            Some(kept) => kept,
+            None => {
+                let kept = filter.keep_head(&head, line_len);
+                if kept {
+                    out.write_all(&head).map_err(FilterStop::Write)?;
+                }
+                kept
+            }
+        };
+        end_line(done, kept, line_len);
+    }
+    Ok(())
+}
+
+/// Maps a line number of what the client read back to the dump's line number: the filter
+/// drops lines, so the two numberings drift apart at each skipped section.
+#[derive(Default)]
+pub(crate) struct LineMap {
+    /// `(fed line, dump line)` at the start of each run of consecutive kept lines.
+    starts: Vec<(u64, u64)>,
+    last: Option<(u64, u64)>,
+}
+
+impl LineMap {
+    pub(crate) fn note(&mut self, fed: u64, dump: u64) {
+        let continues = self
+            .last
+            .is_some_and(|(f, d)| fed == f + 1 && dump == d + 1);
+        if !continues {
+            self.starts.push((fed, dump));
+        }
+        self.last = Some((fed, dump));
+    }
+
+    /// A run of `lines` consecutive lines fed from `fed` on, which are the dump's lines from
+    /// `dump` on.
+    pub(crate) fn note_span(&mut self, fed: u64, dump: u64, lines: u64) {
+        self.note(fed, dump);
+        if lines > 1 {
+            self.last = Some((fed + lines - 1, dump + lines - 1));
+        }
+    }
+
+    pub(crate) fn dump_line(&self, fed: u64) -> Option<u64> {
+        let (f, d) = self.starts.iter().rev().find(|(f, _)| *f <= fed)?;
+        Some(d + (fed - f))
+    }
+}
+
+/// The line filter of the replay: skips the job queue's database, and notes the position
+/// the dump sets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DumpFilter {
+    skipping: bool,
+    /// `gtid_slave_pos` from `SET GLOBAL gtid_slave_pos='...'`.
+    pub gtid: Option<String>,
+    /// File from `CHANGE MASTER TO MASTER_LOG_FILE='...'` (also as a comment).
+    pub binlog_file: Option<String>,
+    /// Position from `MASTER_LOG_POS=...`.
+    pub binlog_pos: Option<String>,
+}
+
+/// Lines longer than this are data (`INSERT` with many rows) and never markers: the filter
+/// and the [`plan`](crate::logical::plan) look at the text of shorter lines only, so a line
+/// can be judged from its first `MARKER_MAX + 1` bytes and its length, without holding a data
+/// line of many MiB.
+pub(crate) const MARKER_MAX: usize = 4096;
+
+impl DumpFilter {
+    /// Whether to feed `line` (with its newline) to the client.
+    pub fn keep(&mut self, line: &[u8]) -> bool {
+        self.keep_head(line, line.len() as u64)
+    }
+
+    /// [`keep`](Self::keep) for a line of `len` bytes (with its newline) of which only `head`
+    /// is at hand: the whole line when `len` is at most `MARKER_MAX` (4096), else at least
+    /// its first `MARKER_MAX + 1` bytes. A line streaming by (the receive builds the plan while
+    /// decompressing) is judged the same as a whole one, without buffering it.
+    pub fn keep_head(&mut self, head: &[u8], len: u64) -> bool {
+        debug_assert!(head.len() as u64 == len || head.len() > MARKER_MAX);
+        // Long lines and the rows of an extended INSERT (`(1,'a'),`) are data, never one of
+        // the lines looked for (whose text a row may well contain).
+        if len > MARKER_MAX as u64 || head.first() == Some(&b'(') {
+            return !self.skipping;
+        }
+        let text = String::from_utf8_lossy(head);
+        let t = text.trim();
+        if let Some(db) = t.strip_prefix("-- Current Database: ") {
+            self.skipping = names_queue(db);
+            return !self.skipping;
+        }
+        if let Some(rest) = t.strip_prefix("SET GLOBAL gtid_slave_pos=") {
+            // mariadb-dump writes the position after the last database section, which may
+            // be the queue's: the statement ends any skipped section.
+            self.skipping = false;
+            let v = rest.trim_end_matches(';').trim().trim_matches('\'');
+            if is_gtid_list(v) {
+                self.gtid = Some(v.to_string());
+            }
+            return true;
+        }
+        if t.starts_with("-- The deferred gtid setting")
+            || t.starts_with("/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE")
+            || t.starts_with("-- Dump completed")
+        {
+            self.skipping = false;
+            return true;
+        }
+        if let Some(pos) = t.find("CHANGE MASTER TO MASTER_LOG_FILE='") {
+            let rest = &t[pos + "CHANGE MASTER TO MASTER_LOG_FILE='".len()..];
+            if let Some(end) = rest.find('\'') {
+                self.binlog_file = Some(rest[..end].to_string());
+            }
+            if let Some(p) = t.find("MASTER_LOG_POS=") {
+                let digits: String = t[p + "MASTER_LOG_POS=".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
+                if !digits.is_empty() {
+                    self.binlog_pos = Some(digits);
+                }
+            }
+        }
+        if self.skipping {
+            return false;
+        }
+        // Statements about the queue's database outside its section.
+        let upper = t.to_ascii_uppercase();
+        let about_db = upper.starts_with("/*!40000 DROP DATABASE")
+            || upper.starts_with("DROP DATABASE")
+            || upper.starts_with("CREATE DATABASE")
+            || upper.starts_with("USE ");
+        !(about_db && upper.contains(&QUEUE_SCHEMA.to_ascii_uppercase()))
+    }
+}
+
+/// Whether the name of a `-- Current Database: `x`` marker is the queue's database.
+fn names_queue(marker: &str) -> bool {
+    marker
+        .trim()
+        .trim_matches('`')
+        .eq_ignore_ascii_case(QUEUE_SCHEMA)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_database_is_skipped() {
+        let dump = "\
+-- CHANGE MASTER TO MASTER_LOG_FILE='mariadb-bin.000001', MASTER_LOG_POS=1783;
+-- Current Database: `app`
+/*!40000 DROP DATABASE IF EXISTS `app`*/;
+USE `app`;
+INSERT INTO t VALUES (1);
+-- Current Database: `replication_manager_schema`
+/*!40000 DROP DATABASE IF EXISTS `replication_manager_schema`*/;
+CREATE DATABASE /*!32312 IF NOT EXISTS*/ `replication_manager_schema`;
+USE `replication_manager_schema`;
+DROP TABLE IF EXISTS `jobs`;
+INSERT INTO jobs VALUES (1);
+-- Current Database: `zz`
+USE `zz`;
+-- Current Database: `replication_manager_schema`
+USE `replication_manager_schema`;
+-- The deferred gtid setting for slave corresponding to the master-data CHANGE-MASTER follows
+SET GLOBAL gtid_slave_pos='0-1-8';
+/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
+DROP DATABASE `replication_manager_schema`;
+";
+        let mut f = DumpFilter::default();
+        let kept: Vec<&str> = dump
+            .split_inclusive('\n')
+            .filter(|l| f.keep(l.as_bytes()))
+            .collect();
+        let kept = kept.concat();
+        assert!(!kept.contains("replication_manager_schema"), "{kept}");
+        assert!(kept.contains("INSERT INTO t VALUES (1);"));
+        assert!(!kept.contains("INSERT INTO jobs"));
+        assert!(kept.contains("USE `zz`;"));
+        assert!(kept.contains("SET GLOBAL gtid_slave_pos='0-1-8';"));
+        assert!(kept.contains("OLD_TIME_ZONE"));
+        assert_eq!(f.gtid.as_deref(), Some("0-1-8"));
+        assert_eq!(f.binlog_file.as_deref(), Some("mariadb-bin.000001"));
+        assert_eq!(f.binlog_pos.as_deref(), Some("1783"));
+    }
+
+    /// A dump with long lines (kept and in the queue's skipped section), lines of exactly
+    /// `MARKER_MAX` and `MARKER_MAX + 1` bytes, and a last line without a newline.
+    fn dump_with_long_lines() -> Vec<u8> {
+        let long =
+            |c: char, n: usize| format!("INSERT INTO t VALUES ('{}');\n", c.to_string().repeat(n));
+        let mut d = String::from("-- Current Database: `app`\nUSE `app`;\n");
+        d += &long('a', 100 << 10);
+        d += &format!("({}),\n", "1".repeat(MARKER_MAX - 4)); // exactly MARKER_MAX bytes
+        d += &format!("({}),\n", "2".repeat(MARKER_MAX - 3)); // MARKER_MAX + 1
+        d += "-- Current Database: `replication_manager_schema`\nUSE `replication_manager_schema`;\n";
+        d += &long('q', 100 << 10);
+        d += "-- Current Database: `zz`\nUSE `zz`;\n";
+        d += &long('z', 3 * MARKER_MAX);
+        d += "SET GLOBAL gtid_slave_pos='0-1-8';";
+        d.into_bytes()
+    }
+
+    #[test]
+    fn streaming_filter_matches_the_line_filter_for_every_buffer_size() {
+        let dump = dump_with_long_lines();
+        // What the line-by-line filter keeps, and the dump line of each kept line.
+        let mut f = DumpFilter::default();
+        let mut want = Vec::new();
+        let mut want_lines = Vec::new();
+        for (i, line) in dump.split_inclusive(|&b| b == b'\n').enumerate() {
+            if f.keep(line) {
+                want.extend_from_slice(line);
+                want_lines.push(i as u64 + 1);
+            }
+        }
+        assert!(
+            !want.windows(3).any(|w| w == b"qqq"),
+            "the queue's line is skipped"
+        );
+        for cap in [1, 7, 64, 4096, MARKER_MAX + 1, 1 << 20] {
+            let mut reader = io::BufReader::with_capacity(cap, &dump[..]);
+            let mut out = Vec::new();
+            let mut g = DumpFilter::default();
+            let mut done = Filtered::default();
+            filter_into(&mut reader, &mut out, &mut g, 2, &mut done, |_| Ok(())).unwrap();
+            assert!(out == want, "buffer of {cap} bytes: output differs");
+            assert_eq!(done.read, dump.len() as u64);
+            assert_eq!(done.fed, want.len() as u64);
+            assert_eq!(done.skipped_lines, 3);
+            assert_eq!(g.gtid.as_deref(), Some("0-1-8"));
+            for (k, dump_line) in want_lines.iter().enumerate() {
+                assert_eq!(
+                    done.lines.dump_line(k as u64 + 2),
+                    Some(*dump_line),
+                    "cap {cap}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn streaming_filter_stops_when_told_and_keeps_the_line_map_on_write_errors() {
+        let dump = dump_with_long_lines();
+        let mut reader = io::BufReader::with_capacity(64, &dump[..]);
+        let mut done = Filtered::default();
+        let stopped = filter_into(
+            &mut reader,
+            &mut Vec::new(),
+            &mut DumpFilter::default(),
+            2,
+            &mut done,
+            |read| {
+                if read > 100 {
+                    Err("cancelled".into())
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert!(matches!(stopped, Err(FilterStop::Stopped(ref w)) if w == "cancelled"));
+        assert!(done.read > 100 && done.read < dump.len() as u64);
+
+        /// Takes `room` bytes, then fails like a client that exited.
+        struct Exits {
+            room: usize,
+        }
+        impl Write for Exits {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.room == 0 {
+                    return Err(io::ErrorKind::BrokenPipe.into());
+                }
+                let n = buf.len().min(self.room);
+                self.room -= n;
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut reader = io::BufReader::with_capacity(64, &dump[..]);
+        let mut done = Filtered::default();
+        let failed = filter_into(
+            &mut reader,
+            &mut Exits { room: 40 },
+            &mut DumpFilter::default(),
+            2,
+            &mut done,
+            |_| Ok(()),
+        );
+        assert!(matches!(failed, Err(FilterStop::Write(_))));
+        // The two short lines went out before the client stopped reading: still mapped.
+        assert_eq!(done.lines.dump_line(3), Some(2));
+    }
+
+    #[test]
+    fn fed_lines_map_to_dump_lines() {
+        let mut m = LineMap::default();
+        // prefix is fed line 1; dump lines 1-3 kept, 4-6 skipped, 7-9 kept.
+        for (fed, dump) in [(2, 1), (3, 2), (4, 3), (5, 7), (6, 8), (7, 9)] {
+            m.note(fed, dump);
+        }
+        assert_eq!(m.dump_line(3), Some(2));
+        assert_eq!(m.dump_line(6), Some(8));
+        assert_eq!(m.dump_line(1), None);
+    }
+}
