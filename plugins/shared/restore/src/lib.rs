@@ -1,49 +1,48 @@
-//! Reseed and flashback: receive a stream from replication-manager and restore it.
+//! Reseed and flashback: receive a backup from replication-manager and restore it.
 //!
 //! Both inbound families do the same work on the node (PROTOCOL.md §2): listen on the row's
 //! port, accept replication-manager's one connection, receive a backup and restore it into
 //! the local server. Reseed rebuilds the node from another node's backup, flashback restores
 //! the node's own older backup; only the wording of logs and results differs ([`Intent`]).
 //! The backup format follows from the task name ([`Method`]): `*mysqldump` is a gzip'd SQL
-//! dump ([`logical`]), `*xtrabackup`/`*mariabackup` an xbstream ([`physical`]).
+//! dump ([`logical`]), `*xtrabackup`/`*mariabackup` an xbstream ([`physical`]). Both are
+//! [`engine::RestoreEngine`]s, run step by step by [`engine::restore_with`].
 //!
-//! [`run`] is the whole job: a private staging directory ([`staging_dir`]), the accepted
-//! connection ([`receive::accept`]), then the restore of the matching method. The staging
-//! directory is removed when the job ends, successful or not.
+//! [`run`] is the whole job: read the settings and the server's facts, create the staging
+//! directory ([`staging`]), then the engine's steps. Every failure carries the state the
+//! server was left in ([`context::Context::settle`]).
+//!
+//! Modules, by step: [`receive`] (listen, accept, the reader and writer of a transfer),
+//! [`staging`], [`logical`] and [`physical`] (one module per step inside), [`replication`]
+//! (position, `START SLAVE`), [`summary`] (the result text); [`context`] and [`engine`]
+//! hold them together, [`settings`] declares what they read, [`xbstream`] parses the
+//! physical stream.
 
+pub mod context;
+pub mod engine;
 pub mod logical;
 pub mod physical;
 pub mod receive;
+pub mod replication;
 pub mod settings;
+pub mod staging;
+pub mod statement;
+pub mod summary;
 pub mod xbstream;
 
-use std::path::PathBuf;
+use std::time::Instant;
 
-use dbjobs_sdk::{Host, Job, JobError, Outcome};
+use dbjobs_kit::server::ServerFacts;
+use dbjobs_sdk::{Host, Job, JobError, Outcome, ServerState};
 
-pub use settings::{Mode, RestoreSettings};
+use context::{Context, LiveChanges};
+use engine::{restore_with, RestoreEngine};
+pub use settings::{Mode, RestoreSettings, Settings};
+use staging::Staging;
 
 /// Every setting the restore engine reads, for the plugins' declarations.
 pub fn declared_settings() -> Vec<dbjobs_sdk::SettingDecl> {
-    [
-        RestoreSettings::DECLS,
-        dbjobs_kit::tool::BackupToolSettings::DECLS,
-        dbjobs_kit::service::ServiceSettings::DECLS,
-    ]
-    .concat()
-}
-
-/// Transitional: most of the engine's internal errors are still text, to be typed phase by
-/// phase; errors of the kit and the host become text where the engine calls them.
-pub(crate) trait Text<T> {
-    /// The error as text.
-    fn text(self) -> Result<T, String>;
-}
-
-impl<T> Text<T> for Result<T, JobError> {
-    fn text(self) -> Result<T, String> {
-        self.map_err(|e| e.to_string())
-    }
+    Settings::decls()
 }
 
 /// Why the node restores a backup. The work is the same; logs and results say which it was,
@@ -89,95 +88,59 @@ pub fn method_of(task: &str) -> Option<Method> {
     }
 }
 
-/// Run one reseed or flashback job: staging directory, accept the sender, restore.
-///
-/// The staging directory is removed afterwards whatever happened: it may hold a full copy of
-/// the data, which must not pile up after failed attempts.
+/// Run one reseed or flashback job: read the settings, set up the engine of the task's
+/// method (its tools found) before anything listens, then restore with it.
 pub fn run(intent: Intent, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
-    run_text(intent, job, host).map_err(|e| JobError::new(dbjobs_sdk::ErrorKind::Internal, e))
-}
-
-fn run_text(intent: Intent, job: &Job, host: &Host<'_>) -> Result<Outcome, String> {
     let method = method_of(&job.task).ok_or_else(|| {
-        format!(
+        JobError::invalid_job(format!(
             "task {:?} is not a restore task (expected a name ending in mysqldump, xtrabackup or mariabackup)",
             job.task
-        )
+        ))
+        .with_state(ServerState::Untouched)
     })?;
-    let staging = staging_dir(host, job)?;
-    let _cleanup = RemoveOnDrop(staging.clone());
+    let settings = Settings::read(host)?;
+    let untouched = |e: JobError| e.or_state(ServerState::Untouched);
+    match method {
+        Method::Logical => {
+            let engine = logical::Logical::new(&settings.restore).map_err(untouched)?;
+            run_engine(&engine, intent, job, host, settings)
+        }
+        Method::Physical => {
+            let engine = physical::Physical::new(&settings).map_err(untouched)?;
+            run_engine(&engine, intent, job, host, settings)
+        }
+    }
+}
+
+/// The server's facts and the staging directory, then [`restore_with`]; the error gets the
+/// server's state. The staging directory is removed when this returns.
+fn run_engine<E: RestoreEngine>(
+    engine: &E,
+    intent: Intent,
+    job: &Job,
+    host: &Host<'_>,
+    settings: Settings,
+) -> Result<Outcome, JobError> {
+    let untouched = |e: JobError| e.or_state(ServerState::Untouched);
+    let facts = ServerFacts::read(host).map_err(untouched)?;
+    let staging = Staging::create(&settings.restore, &facts, job.id).map_err(untouched)?;
     host.info(&format!(
         "{} job {}: staging in {}",
         intent.as_str(),
         job.id,
-        staging.display()
+        staging.path().display()
     ));
-    let received = receive::accept(job, host)?;
-    match method {
-        Method::Logical => logical::restore(host, job, intent, received, &staging),
-        Method::Physical => {
-            let mut stream = received.stream;
-            physical::restore(host, job, intent, &mut stream, &staging)
-        }
-    }
-}
-
-/// The job's private staging directory: `<backup_dir>/job-<id>`, where the setting
-/// `backup_dir` defaults to `<@@datadir>/.system/backup` as in the shipped bash agent (the same
-/// file system as the datadir, so a physical restore can move files instead of copying them).
-///
-/// The directory is created mode 0700 (it will hold a copy of the data) and emptied first if a
-/// crashed earlier attempt left it behind. [`run`] removes it when the job ends.
-pub fn staging_dir(host: &Host<'_>, job: &Job) -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt;
-    let configured = RestoreSettings::read(host).text()?.backup_dir;
-    let base = match Some(configured).filter(|s| !s.trim().is_empty()) {
-        Some(dir) => PathBuf::from(dir.trim()),
-        None => {
-            let datadir = host
-                .query_value("SELECT @@datadir", &[])
-                .map_err(|e| {
-                    format!(
-                        "cannot read @@datadir to place the backup directory: {e}; set backup_dir"
-                    )
-                })?
-                .ok_or("the server reports no @@datadir; set backup_dir")?;
-            PathBuf::from(datadir).join(".system").join("backup")
-        }
+    let ctx = Context {
+        host,
+        job,
+        intent,
+        settings,
+        facts,
+        staging,
+        started: Instant::now(),
+        changes: LiveChanges::default(),
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&base)
-        .map_err(|e| {
-            format!(
-                "cannot create the backup directory {}: {e}; create it or set backup_dir",
-                base.display()
-            )
-        })?;
-    let dir = base.join(format!("job-{}", job.id));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| {
-            format!(
-                "cannot remove {} left by an earlier attempt: {e}",
-                dir.display()
-            )
-        })?;
-    }
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| format!("cannot create the staging directory {}: {e}", dir.display()))?;
-    Ok(dir)
-}
-
-/// Removes a directory tree when dropped (the staging directory of a job).
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    restore_with(engine, &ctx).map_err(|e| ctx.settle(e))
 }
 
 #[cfg(test)]

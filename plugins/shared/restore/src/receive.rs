@@ -17,26 +17,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dbjobs_kit::copy::{human_bytes, Cancellable};
+use dbjobs_kit::copy::human_bytes;
 use dbjobs_kit::net::{OneShotListener, PeerFilter};
-use dbjobs_sdk::{Host, Job};
+use dbjobs_sdk::{ErrorKind, Host, Job, JobError};
 
-use crate::Text;
-
-/// Default of `receive_bind`: every IPv4 address, as the bash agent's `socat TCP-LISTEN`.
-pub const DEFAULT_BIND: &str = "0.0.0.0";
-
-/// Default of `receive_accept_timeout` in seconds: how long to wait for the sender. Longer
-/// than replication-manager's 11 tries 15 s apart (state variant), short enough that a job
-/// nobody serves does not hold the port for hours.
-pub const DEFAULT_ACCEPT_TIMEOUT_SECS: u64 = 600;
-
-/// Default of `receive_idle_timeout` in seconds: how long the sender may stay silent.
-pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
-
-/// Default of `min_free_mb`: the free space (MiB) the staging file system must keep while a
-/// stream is written into it. A reseed that fills the disk would take the server down with it.
-pub const DEFAULT_MIN_FREE_MB: u64 = 1024;
+use crate::settings::RestoreSettings;
 
 /// The most bytes accepted after the end of a complete stream: replication-manager up to
 /// 3.0.1-rc sends its whole 16 KiB buffer on the last write (PROTOCOL.md §2), so up to 16383
@@ -59,33 +44,30 @@ pub struct Received {
 ///
 /// Allowed peers are the addresses of the row's `server` plus those of the comma-separated
 /// setting `receive_allow`. Others are logged as warnings, closed at once, and the wait goes
-/// on. The wait ends at `receive_accept_timeout` seconds (default 600) or when the job is
-/// cancelled; the listener is closed either way, so the port is free again.
-pub fn accept(job: &Job, host: &Host<'_>) -> Result<Received, String> {
-    let settings = crate::RestoreSettings::read(host).text()?;
-    let bind = Some(settings.receive_bind.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_BIND.to_string());
-    let accept_timeout = settings.receive_accept_timeout;
-    let idle_timeout = settings.receive_idle_timeout;
-    let allow = settings.receive_allow;
-    let names: Vec<&str> = job
+/// on. The wait ends at `receive_accept_timeout` seconds or when the job is cancelled; the
+/// listener is closed either way, so the port is free again.
+pub fn accept(
+    job: &Job,
+    host: &Host<'_>,
+    settings: &RestoreSettings,
+) -> Result<Received, JobError> {
+    let names = job
         .server
         .as_deref()
         .into_iter()
-        .chain(allow.split(','))
-        .collect();
+        .chain(settings.receive_allow.split(','));
     // Resolve before binding: a name that does not resolve fails the job before the row says
     // "waiting", so replication-manager does not connect to a node that would refuse it.
     let filter = PeerFilter::resolve(names).map_err(|e| {
-        format!(
-            "{e}; check the job's server or the receive_allow setting (comma-separated addresses)"
+        e.with_hint(
+            "check the job's server or the receive_allow setting (comma-separated addresses)",
         )
     })?;
-    let listener = OneShotListener::bind(&bind, job.port).map_err(|e| {
-        format!("{e}; free the port or set receive_bind to an address of this node")
+    let listener = OneShotListener::bind(settings.bind_address(), job.port).map_err(|e| {
+        e.with_hint("free the port (`ss -ltnp` shows who holds it) or set receive_bind to an address of this node")
     })?;
-    host.waiting().text()?;
+    host.waiting()?;
+    let accept_timeout = settings.receive_accept_timeout;
     host.info(&format!(
         "listening on {} for {} (at most {accept_timeout} s)",
         listener.local_addr(),
@@ -107,27 +89,52 @@ pub fn accept(job: &Job, host: &Host<'_>) -> Result<Received, String> {
             },
             || host.cancelled(),
         )
-        .text()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(idle_timeout.max(1))))
-        .map_err(|e| format!("cannot set the read deadline on the connection: {e}"))?;
+        .map_err(|e| match e.kind {
+            ErrorKind::Network => e.with_hint(
+                "check that replication-manager sends this backup, or raise receive_accept_timeout",
+            ),
+            _ => e,
+        })?;
+    let idle = Duration::from_secs(settings.receive_idle_timeout.max(1));
+    stream.set_read_timeout(Some(idle)).map_err(|e| {
+        JobError::network(format!(
+            "cannot set the read deadline on the connection: {e}"
+        ))
+    })?;
     host.info(&format!("receiving from {peer}"));
     Ok(Received { stream, peer })
 }
 
-/// A reader that counts the bytes it delivered, stops when the job is cancelled, and turns
-/// a read timeout into an error that says the sender went silent.
+/// Why a [`CountingReader`] stopped delivering bytes, when it was not the end of the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFailure {
+    /// The operator cancelled the job.
+    Cancelled,
+    /// The sender sent nothing for `receive_idle_timeout` seconds.
+    Silent,
+    /// The connection failed (reset, closed with an error).
+    Connection,
+}
+
+/// A reader over the sender's connection that counts the bytes it delivered, stops when the
+/// job is cancelled, turns a read timeout into an error that says the sender went silent,
+/// and remembers why it stopped ([`CountingReader::error`]), so a failed receive says
+/// whether the network, the operator or the data was at fault.
 pub struct CountingReader<'h, R> {
-    inner: Cancellable<R, Box<dyn Fn() -> bool + 'h>>,
+    inner: R,
+    cancelled: Box<dyn Fn() -> bool + 'h>,
     count: u64,
+    failure: Option<ReadFailure>,
 }
 
 impl<'h, R: Read> CountingReader<'h, R> {
     /// Wrap `inner`; `cancelled` (e.g. `|| host.cancelled()`) is asked before each read.
     pub fn new(inner: R, cancelled: impl Fn() -> bool + 'h) -> Self {
         CountingReader {
-            inner: Cancellable::new(inner, Box::new(cancelled)),
+            inner,
+            cancelled: Box::new(cancelled),
             count: 0,
+            failure: None,
         }
     }
 
@@ -135,10 +142,33 @@ impl<'h, R: Read> CountingReader<'h, R> {
     pub fn count(&self) -> u64 {
         self.count
     }
+
+    /// Why reading stopped early, if it did.
+    pub fn failure(&self) -> Option<ReadFailure> {
+        self.failure
+    }
+
+    /// The job error of a receive that failed with `message`: cancelled or a network
+    /// failure when reading stopped early, otherwise bad input (what arrived is cut or
+    /// malformed).
+    pub fn error(&self, message: impl Into<String>) -> JobError {
+        match self.failure {
+            Some(ReadFailure::Cancelled) => JobError::cancelled(message),
+            Some(ReadFailure::Silent | ReadFailure::Connection) => JobError::network(message)
+                .with_hint("check the network and replication-manager's log, then retry the job"),
+            None => JobError::bad_input(message).with_hint(
+                "the transfer was interrupted or the sender's backup is damaged: retry the job",
+            ),
+        }
+    }
 }
 
 impl<R: Read> Read for CountingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if (self.cancelled)() {
+            self.failure = Some(ReadFailure::Cancelled);
+            return Err(io::Error::other("the job was cancelled"));
+        }
         match self.inner.read(buf) {
             Ok(n) => {
                 self.count += n as u64;
@@ -150,6 +180,7 @@ impl<R: Read> Read for CountingReader<'_, R> {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                self.failure = Some(ReadFailure::Silent);
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
@@ -158,7 +189,11 @@ impl<R: Read> Read for CountingReader<'_, R> {
                     ),
                 ))
             }
-            Err(e) => Err(e),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.failure = Some(ReadFailure::Connection);
+                Err(e)
+            }
         }
     }
 }
@@ -177,20 +212,17 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-/// The `min_free_mb` setting in bytes (default [`DEFAULT_MIN_FREE_MB`]).
-pub fn min_free_bytes(host: &Host<'_>) -> Result<u64, String> {
-    Ok(crate::RestoreSettings::read(host).text()?.min_free_mb << 20)
-}
-
 /// A writer into the staging directory that fails, clearly, before the file system runs
 /// below a minimum of free space. The check (statvfs) runs at the start and then every
-/// 64 MiB written, so it costs nothing measurable.
+/// 64 MiB written, so it costs nothing measurable. It remembers how a write failed
+/// ([`SpaceCheckedWriter::failure`]): a full disk is not the same fault as a dead extractor.
 pub struct SpaceCheckedWriter<W> {
     inner: W,
     dir: PathBuf,
     min_free: u64,
     written: u64,
     next_check: u64,
+    failure: Option<io::ErrorKind>,
 }
 
 impl<W: Write> SpaceCheckedWriter<W> {
@@ -202,12 +234,19 @@ impl<W: Write> SpaceCheckedWriter<W> {
             min_free,
             written: 0,
             next_check: 0,
+            failure: None,
         }
     }
 
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// The kind of the first failed write, if one failed
+    /// ([`io::ErrorKind::StorageFull`] for the free-space check).
+    pub fn failure(&self) -> Option<io::ErrorKind> {
+        self.failure
     }
 
     /// The wrapped writer.
@@ -232,20 +271,36 @@ impl<W: Write> SpaceCheckedWriter<W> {
         self.next_check = self.written + SPACE_CHECK_EVERY;
         Ok(())
     }
+
+    /// Remember the first failure's kind and pass the error on.
+    fn failed(&mut self, e: io::Error) -> io::Error {
+        self.failure.get_or_insert(e.kind());
+        e
+    }
 }
 
 impl<W: Write> Write for SpaceCheckedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.written >= self.next_check {
-            self.check()?;
+            self.check().map_err(|e| self.failed(e))?;
         }
-        let n = self.inner.write(buf)?;
+        let n = self.inner.write(buf).map_err(|e| self.failed(e))?;
         self.written += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.flush().map_err(|e| self.failed(e))
+    }
+}
+
+/// The job error of a failed write into the staging directory (the staged dump, or the
+/// extractor's pipe): no space when the disk filled or the free-space check stopped it.
+pub fn write_error(kind: Option<io::ErrorKind>, message: impl Into<String>) -> JobError {
+    match kind {
+        Some(io::ErrorKind::StorageFull) => JobError::no_space(message)
+            .with_hint("free space on the staging file system or set backup_dir to a larger one"),
+        _ => JobError::io(message),
     }
 }
 
@@ -253,7 +308,7 @@ impl<W: Write> Write for SpaceCheckedWriter<W> {
 /// stale padding if it is at most [`MAX_PADDING`] bytes (`already` counts bytes of it that
 /// were read ahead before the end was detected). Returns the padding length. More than that
 /// means the sender sent something else after the backup: refuse it.
-pub fn drain_padding<R: Read + ?Sized>(reader: &mut R, already: u64) -> Result<u64, String> {
+pub fn drain_padding<R: Read + ?Sized>(reader: &mut R, already: u64) -> Result<u64, JobError> {
     let mut total = already;
     let mut buf = [0u8; 8192];
     while total <= MAX_PADDING {
@@ -261,13 +316,18 @@ pub fn drain_padding<R: Read + ?Sized>(reader: &mut R, already: u64) -> Result<u
             Ok(0) => return Ok(total),
             Ok(n) => total += n as u64,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading after the end of the stream failed: {e}")),
+            Err(e) => {
+                return Err(JobError::network(format!(
+                    "reading after the end of the stream failed: {e}"
+                )))
+            }
         }
     }
-    Err(format!(
-        "more than {} followed the end of the stream: that is not a sender's stale padding; check what sends to this port",
+    Err(JobError::bad_input(format!(
+        "more than {} followed the end of the stream: that is not a sender's stale padding",
         human_bytes(MAX_PADDING)
     ))
+    .with_hint("check what sends to this port"))
 }
 
 #[cfg(test)]
@@ -280,9 +340,12 @@ mod tests {
         assert_eq!(drain_padding(&mut &[0u8; 100][..], 50).unwrap(), 150);
         assert_eq!(drain_padding(&mut &b""[..], 0).unwrap(), 0);
         let big = vec![0u8; MAX_PADDING as usize + 1];
-        assert!(drain_padding(&mut big.as_slice(), 0)
-            .unwrap_err()
-            .contains("not a sender's stale padding"));
+        let err = drain_padding(&mut big.as_slice(), 0).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadInput);
+        assert!(
+            err.message.contains("not a sender's stale padding"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -296,13 +359,39 @@ mod tests {
         let err = full.write_all(b"abc").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
         assert!(err.to_string().contains("min_free_mb"), "{err}");
+        assert_eq!(full.failure(), Some(io::ErrorKind::StorageFull));
+        assert_eq!(ok.failure(), None);
+        let e = write_error(full.failure(), err.to_string());
+        assert_eq!(e.kind, ErrorKind::NoSpace);
     }
 
     #[test]
-    fn counting_reader_counts() {
+    fn counting_reader_counts_and_says_why_it_stopped() {
         let mut r = CountingReader::new(&b"hello"[..], || false);
         let mut s = String::new();
         r.read_to_string(&mut s).unwrap();
         assert_eq!(r.count(), 5);
+        assert_eq!(r.failure(), None);
+        assert_eq!(r.error("cut").kind, ErrorKind::BadInput);
+
+        let mut r = CountingReader::new(&b"hello"[..], || true);
+        assert!(r.read(&mut [0u8; 8]).is_err());
+        assert_eq!(r.failure(), Some(ReadFailure::Cancelled));
+        assert_eq!(r.error("stopped").kind, ErrorKind::Cancelled);
+
+        /// A connection that fails like a reset one, or goes silent.
+        struct Failing(io::ErrorKind);
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(self.0.into())
+            }
+        }
+        let mut r = CountingReader::new(Failing(io::ErrorKind::ConnectionReset), || false);
+        assert!(r.read(&mut [0u8; 8]).is_err());
+        assert_eq!(r.error("reset").kind, ErrorKind::Network);
+        let mut r = CountingReader::new(Failing(io::ErrorKind::WouldBlock), || false);
+        let err = r.read(&mut [0u8; 8]).unwrap_err();
+        assert!(err.to_string().contains("receive_idle_timeout"), "{err}");
+        assert_eq!(r.failure(), Some(ReadFailure::Silent));
     }
 }

@@ -1,14 +1,16 @@
 //! The line filter of a logical replay: what of the dump reaches the server.
 //!
 //! [`DumpFilter`] judges each line: it drops everything about the node's own job queue
-//! ([`QUEUE_SCHEMA`]) and notes the replication position the dump sets. [`filter_into`]
-//! streams a whole dump through it into a client, holding at most [`MARKER_MAX`] bytes of a
-//! line, and maps the client's line numbers back to the dump's ([`LineMap`]).
+//! ([`QUEUE_SCHEMA`]) and notes the replication position the dump sets. `filter_into`
+//! streams a whole dump through it into a client, holding at most `MARKER_MAX` bytes of a
+//! line, and maps the client's line numbers back to the dump's (`LineMap`).
 
 use std::io::{self, BufRead, Write};
 
 use crate::logical::plan::newline;
+use dbjobs_kit::position::BinlogPosition;
 use dbjobs_kit::sql::is_gtid_list;
+use dbjobs_sdk::JobError;
 
 /// The database the filter keeps out of the replay: the node's own job queue.
 pub const QUEUE_SCHEMA: &str = "replication_manager_schema";
@@ -35,7 +37,7 @@ pub(crate) enum FilterStop {
     /// Writing to the client failed (it exited: its own error says why).
     Write(io::Error),
     /// `tick` said stop (cancelled), with the error to report.
-    Stopped(String),
+    Stopped(JobError),
 }
 
 /// Copy the dump from `reader` into `out` through `filter`, line by line, holding no more than
@@ -50,11 +52,13 @@ pub(crate) fn filter_into<R: BufRead, W: Write>(
     filter: &mut DumpFilter,
     first_fed_line: u64,
     done: &mut Filtered,
-    mut tick: impl FnMut(u64) -> Result<(), String>,
+    mut tick: impl FnMut(u64) -> Result<(), JobError>,
 ) -> Result<(), FilterStop> {
-    let mut head: Vec<u8> = Vec::with_capacity(MARKER_MAX + 1);
-    let mut line_len = 0u64; // bytes of the current line so far
-    let mut long_line: Option<bool> = None; // a long line's verdict: kept or not
+    let mut line = Line {
+        head: Vec::with_capacity(MARKER_MAX + 1),
+        len: 0,
+        kept: None,
+    };
     let mut dump_line = 0u64;
     let mut fed_line = first_fed_line - 1;
     // Ends a line of `len` bytes: counts it, maps it when kept.
@@ -77,59 +81,83 @@ pub(crate) fn filter_into<R: BufRead, W: Write>(
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
-        let piece = &buf[..n];
-        line_len += n as u64;
-        match long_line {
-            Some(kept) => {
-                if kept {
-                    out.write_all(piece).map_err(FilterStop::Write)?;
-                }
-            }
-            None => {
-                let taken = piece.len().min(MARKER_MAX + 1 - head.len());
-                head.extend_from_slice(&piece[..taken]);
-                if line_len > MARKER_MAX as u64 {
-                    // Long: judged on its head, the rest streams through.
-                    let kept = filter.keep_head(&head, line_len);
-                    if kept {
-                        out.write_all(&head).map_err(FilterStop::Write)?;
-                        out.write_all(&piece[taken..]).map_err(FilterStop::Write)?;
-                    }
-                    long_line = Some(kept);
-                } else if ends {
-                    let kept = filter.keep_head(&head, line_len);
-                    if kept {
-                        out.write_all(&head).map_err(FilterStop::Write)?;
-                    }
-                    long_line = Some(kept);
-                }
-            }
-        }
+        line.take(&buf[..n], ends, filter, out)
+            .map_err(FilterStop::Write)?;
         if ends {
-            end_line(done, long_line == Some(true), line_len);
-            head.clear();
-            line_len = 0;
-            long_line = None;
+            end_line(done, line.kept == Some(true), line.len);
+            line.clear();
         }
         reader.consume(n);
         done.read += n as u64;
         tick(done.read).map_err(FilterStop::Stopped)?;
     }
-    if line_len > 0 {
+    if line.len > 0 {
         // A last line without a newline.
-        let kept = match long_line {
-            Some(kept) => kept,
-            None => {
-                let kept = filter.keep_head(&head, line_len);
-                if kept {
-                    out.write_all(&head).map_err(FilterStop::Write)?;
-                }
-                kept
-            }
-        };
-        end_line(done, kept, line_len);
+        let kept = line.judged(filter, out).map_err(FilterStop::Write)?;
+        end_line(done, kept, line.len);
     }
     Ok(())
+}
+
+/// The line [`filter_into`] is copying: its first bytes (up to `MARKER_MAX + 1`), its length
+/// so far and, once judged, whether it is kept.
+struct Line {
+    head: Vec<u8>,
+    len: u64,
+    kept: Option<bool>,
+}
+
+impl Line {
+    /// Take the next `piece` of the line (`ends`: it ends the line). A judged line streams
+    /// through (or not); an unjudged one collects its head, and is judged once the head is
+    /// long enough to be data or the line ends, its head then written out if kept.
+    fn take<W: Write>(
+        &mut self,
+        piece: &[u8],
+        ends: bool,
+        filter: &mut DumpFilter,
+        out: &mut W,
+    ) -> io::Result<()> {
+        self.len += piece.len() as u64;
+        if let Some(kept) = self.kept {
+            return if kept { out.write_all(piece) } else { Ok(()) };
+        }
+        let taken = piece.len().min(MARKER_MAX + 1 - self.head.len());
+        self.head.extend_from_slice(&piece[..taken]);
+        if self.len > MARKER_MAX as u64 {
+            // Long: judged on its head, the rest streams through.
+            let kept = filter.keep_head(&self.head, self.len);
+            if kept {
+                out.write_all(&self.head)?;
+                out.write_all(&piece[taken..])?;
+            }
+            self.kept = Some(kept);
+        } else if ends {
+            self.judged(filter, out)?;
+        }
+        Ok(())
+    }
+
+    /// The verdict on the line, judging it (and writing its head out if kept) if that was
+    /// not done yet.
+    fn judged<W: Write>(&mut self, filter: &mut DumpFilter, out: &mut W) -> io::Result<bool> {
+        if let Some(kept) = self.kept {
+            return Ok(kept);
+        }
+        let kept = filter.keep_head(&self.head, self.len);
+        if kept {
+            out.write_all(&self.head)?;
+        }
+        self.kept = Some(kept);
+        Ok(kept)
+    }
+
+    /// Start the next line.
+    fn clear(&mut self) {
+        self.head.clear();
+        self.len = 0;
+        self.kept = None;
+    }
 }
 
 /// Maps a line number of what the client read back to the dump's line number: the filter
@@ -172,12 +200,14 @@ impl LineMap {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DumpFilter {
     skipping: bool,
+    // The parts of the position as the dump writes them; [`DumpFilter::position`] is the
+    // position.
     /// `gtid_slave_pos` from `SET GLOBAL gtid_slave_pos='...'`.
-    pub gtid: Option<String>,
+    pub(crate) gtid: Option<String>,
     /// File from `CHANGE MASTER TO MASTER_LOG_FILE='...'` (also as a comment).
-    pub binlog_file: Option<String>,
+    pub(crate) binlog_file: Option<String>,
     /// Position from `MASTER_LOG_POS=...`.
-    pub binlog_pos: Option<String>,
+    pub(crate) binlog_pos: Option<String>,
 }
 
 /// Lines longer than this are data (`INSERT` with many rows) and never markers: the filter
@@ -187,6 +217,25 @@ pub struct DumpFilter {
 pub(crate) const MARKER_MAX: usize = 4096;
 
 impl DumpFilter {
+    /// The replication position the dump sets, if it sets one: the GTID of its
+    /// `SET GLOBAL gtid_slave_pos`, the file and offset of its `CHANGE MASTER TO`. A file
+    /// without a valid offset is left out (the GTID is what a replica starts from).
+    pub fn position(&self) -> Option<BinlogPosition> {
+        if self.gtid.is_none() && self.binlog_file.is_none() {
+            return None;
+        }
+        let gtid = self.gtid.clone().unwrap_or_default();
+        let full = BinlogPosition {
+            file: self.binlog_file.clone().unwrap_or_default(),
+            position: self.binlog_pos.clone().unwrap_or_default(),
+            gtid: gtid.clone(),
+        };
+        Some(full.validated().unwrap_or(BinlogPosition {
+            gtid,
+            ..Default::default()
+        }))
+    }
+
     /// Whether to feed `line` (with its newline) to the client.
     pub fn keep(&mut self, line: &[u8]) -> bool {
         self.keep_head(line, line.len() as u64)
@@ -304,6 +353,22 @@ DROP DATABASE `replication_manager_schema`;
         assert_eq!(f.gtid.as_deref(), Some("0-1-8"));
         assert_eq!(f.binlog_file.as_deref(), Some("mariadb-bin.000001"));
         assert_eq!(f.binlog_pos.as_deref(), Some("1783"));
+        assert_eq!(
+            f.position(),
+            Some(BinlogPosition {
+                file: "mariadb-bin.000001".into(),
+                position: "1783".into(),
+                gtid: "0-1-8".into(),
+            })
+        );
+        assert_eq!(DumpFilter::default().position(), None);
+        let no_offset = DumpFilter {
+            binlog_file: Some("mariadb-bin.000002".into()),
+            gtid: Some("0-1-9".into()),
+            ..Default::default()
+        };
+        assert_eq!(no_offset.position().unwrap().file, "");
+        assert_eq!(no_offset.position().unwrap().gtid, "0-1-9");
     }
 
     /// A dump with long lines (kept and in the queue's skipped section), lines of exactly
@@ -374,13 +439,13 @@ DROP DATABASE `replication_manager_schema`;
             &mut done,
             |read| {
                 if read > 100 {
-                    Err("cancelled".into())
+                    Err(JobError::cancelled("cancelled"))
                 } else {
                     Ok(())
                 }
             },
         );
-        assert!(matches!(stopped, Err(FilterStop::Stopped(ref w)) if w == "cancelled"));
+        assert!(matches!(stopped, Err(FilterStop::Stopped(ref w)) if w.message == "cancelled"));
         assert!(done.read > 100 && done.read < dump.len() as u64);
 
         /// Takes `room` bytes, then fails like a client that exited.

@@ -11,8 +11,9 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::logical::plan::{DumpPlan, PlanBuilder};
-use crate::receive::{drain_padding, CountingReader};
+use crate::receive::{drain_padding, write_error, CountingReader};
 use dbjobs_kit::copy::{fill, human_bytes, CopyError, COPY_BUFFER, PROGRESS_INTERVAL};
+use dbjobs_sdk::JobError;
 
 /// What phase 1 got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub fn decompress_verified<R: Read, W: Write + Send>(
     out: W,
     plan: Option<PlanBuilder>,
     progress: impl FnMut(u64),
-) -> Result<Staged<W>, String> {
+) -> Result<Staged<W>, JobError> {
     let (full_tx, full_rx) = mpsc::channel();
     let (free_tx, free_rx) = mpsc::channel();
     for _ in 0..IN_FLIGHT {
@@ -69,9 +70,9 @@ pub fn decompress_verified<R: Read, W: Write + Send>(
         let received = inflate_verified(input, |gz| pump(gz, full_tx, &free_rx, progress));
         // `pump` returned: the writer has ended or, on a read error, ends once it has
         // written what it was handed.
-        let (out, plan) = writer
-            .join()
-            .map_err(|_| "the thread writing the staging file stopped unexpectedly".to_string())?;
+        let (out, plan) = writer.join().map_err(|_| {
+            JobError::internal("the thread writing the staging file stopped unexpectedly")
+        })?;
         Ok(Staged {
             received: received?,
             out,
@@ -155,7 +156,7 @@ fn pump(
 fn inflate_verified<R: Read>(
     input: CountingReader<'_, R>,
     copy: impl FnOnce(&mut dyn Read) -> Result<u64, CopyError>,
-) -> Result<ReceivedDump, String> {
+) -> Result<ReceivedDump, JobError> {
     let mut buffered = BufReader::with_capacity(COPY_BUFFER, input);
     let copied = {
         let mut gz = flate2::bufread::GzDecoder::new(&mut buffered);
@@ -164,15 +165,20 @@ fn inflate_verified<R: Read>(
     let sql_bytes = match copied {
         Ok(n) => n,
         Err(CopyError::Write { after, error }) => {
-            return Err(format!(
-                "cannot write the dump into the staging directory after {}: {error}",
-                human_bytes(after)
+            return Err(write_error(
+                Some(error.kind()),
+                format!(
+                    "cannot write the dump into the staging directory after {}: {error}",
+                    human_bytes(after)
+                ),
             ))
         }
         Err(CopyError::Read { after, error }) => {
             let received = buffered.get_ref().count();
             if received == 0 {
-                return Err("the sender closed the connection without sending anything".into());
+                return Err(buffered
+                    .get_ref()
+                    .error("the sender closed the connection without sending anything"));
             }
             let why = match error.kind() {
                 io::ErrorKind::UnexpectedEof => {
@@ -181,17 +187,19 @@ fn inflate_verified<R: Read>(
                 io::ErrorKind::TimedOut => error.to_string(),
                 _ => format!("the gzip data is corrupt or incomplete: {error}"),
             };
-            return Err(format!(
+            return Err(buffered.get_ref().error(format!(
                 "receiving the dump failed after {} received ({} of SQL): {why}",
                 human_bytes(received),
                 human_bytes(after)
-            ));
+            )));
         }
     };
     let read_ahead = buffered.buffer().len() as u64;
     let compressed = buffered.get_ref().count() - read_ahead;
     if compressed == 0 {
-        return Err("the sender closed the connection without sending anything".to_string());
+        return Err(buffered
+            .get_ref()
+            .error("the sender closed the connection without sending anything"));
     }
     let padding = drain_padding(&mut buffered, 0)?;
     Ok(ReceivedDump {
@@ -214,7 +222,7 @@ mod tests {
         e.finish().unwrap()
     }
 
-    fn run(bytes: &[u8]) -> Result<(ReceivedDump, Vec<u8>), String> {
+    fn run(bytes: &[u8]) -> Result<(ReceivedDump, Vec<u8>), JobError> {
         let staged = decompress_verified(
             CountingReader::new(bytes, || false),
             Vec::new(),
@@ -297,24 +305,29 @@ mod tests {
             )
             .err()
             .unwrap();
+            assert_eq!(err.kind, dbjobs_sdk::ErrorKind::NoSpace);
             assert!(
-                err.starts_with("cannot write the dump into the staging directory after "),
+                err.message
+                    .starts_with("cannot write the dump into the staging directory after "),
                 "{err}"
             );
-            assert!(err.ends_with(": disk full"), "{err}");
+            assert!(err.message.ends_with(": disk full"), "{err}");
         }
         let checked = SpaceCheckedWriter::new(Vec::new(), &std::env::temp_dir(), u64::MAX);
         let err = decompress_verified(CountingReader::new(&z[..], || false), checked, None, |_| {})
             .err()
             .unwrap();
-        assert!(err.contains("min_free_mb"), "{err}");
+        assert!(err.message.contains("min_free_mb"), "{err}");
+        assert_eq!(err.kind, dbjobs_sdk::ErrorKind::NoSpace);
     }
 
     #[test]
     fn too_much_after_the_stream_is_refused() {
         let mut z = gz(&sample());
         z.extend(std::iter::repeat_n(0u8, 100_000));
-        assert!(run(&z).unwrap_err().contains("stale padding"));
+        let err = run(&z).unwrap_err();
+        assert!(err.message.contains("stale padding"), "{err}");
+        assert_eq!(err.kind, dbjobs_sdk::ErrorKind::BadInput);
     }
 
     #[test]
@@ -323,15 +336,29 @@ mod tests {
         for cut in [z.len() / 2, z.len() - 1, 5] {
             let err = run(&z[..cut]).unwrap_err();
             assert!(
-                err.contains("cut short") || err.contains("corrupt"),
+                err.message.contains("cut short") || err.message.contains("corrupt"),
                 "{cut}: {err}"
             );
+            assert_eq!(err.kind, dbjobs_sdk::ErrorKind::BadInput, "{cut}: {err}");
         }
         let mut bad = z.clone();
         let n = bad.len();
         bad[n - 6] ^= 0xFF; // the CRC-32 / length trailer
         assert!(run(&bad).is_err());
-        assert!(run(b"").unwrap_err().contains("without sending anything"));
+        assert!(run(b"")
+            .unwrap_err()
+            .message
+            .contains("without sending anything"));
         assert!(run(b"not gzip at all").is_err());
+        let cancelled = decompress_verified(
+            CountingReader::new(&z[..], || true),
+            Vec::new(),
+            None,
+            |_| {},
+        );
+        assert_eq!(
+            cancelled.err().unwrap().kind,
+            dbjobs_sdk::ErrorKind::Cancelled
+        );
     }
 }

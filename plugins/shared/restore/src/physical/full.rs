@@ -1,0 +1,239 @@
+//! The full restore: the server is stopped and its datadir replaced by the prepared backup.
+//!
+//! [`ServiceControl::with_server_stopped`] does the one stop / change / start-or-put-back
+//! pattern: stop the service, move the datadir aside, `--move-back` the backup into a new
+//! one, give it to the server's user, start and wait; then put the node's own job queue back
+//! (the backup holds the source's queue, and the host must still find this job's row). When
+//! anything of that fails, the old datadir is put back and the server started on it; it is
+//! deleted only after success. The node then has the backup's accounts too.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use dbjobs_kit::service::ServiceControl;
+use dbjobs_kit::sql::quote_ident;
+use dbjobs_kit::tool::ToolCommand;
+use dbjobs_sdk::{Host, JobError, ServerState};
+
+use super::files::chown_tree;
+use crate::context::Context;
+use crate::statement::exec;
+
+/// Replace the live datadir with the prepared `backup` (moved there by `backup_tool
+/// --move-back`) while the service is down.
+pub fn restore(
+    ctx: &Context<'_, '_>,
+    backup: &Path,
+    owner: &fs::Metadata,
+    backup_tool: &Path,
+) -> Result<(), JobError> {
+    let dirs = Datadirs::of(&ctx.facts.datadir, ctx.job.id)?;
+    if dirs.old.exists() {
+        return Err(JobError::refused(format!(
+            "{} exists (left by an earlier attempt?)",
+            dirs.old.display()
+        ))
+        .with_hint("move it away and retry"));
+    }
+    // The staging directory may live inside the datadir (the default backup_dir): find the
+    // backup there once the datadir has moved.
+    let backup_moved = match backup.strip_prefix(&dirs.live) {
+        Ok(rel) => dirs.old.join(rel),
+        Err(_) => backup.to_path_buf(),
+    };
+    let queue = QueueTable::save(ctx.host)?;
+    let service = ServiceControl::new(ctx.host, &ctx.settings.service)?;
+    ctx.changes
+        .begin(ctx.host, "stopping the server to replace its datadir")?;
+    service.with_server_stopped(
+        || dirs.replace(ctx.host, &backup_moved, owner, backup_tool),
+        |()| queue.put_back(ctx.host),
+        || dirs.put_back(),
+    )?;
+    if let Err(e) = fs::remove_dir_all(&dirs.old) {
+        ctx.host.warn(&format!(
+            "the server runs on the restored data, but the old datadir {} could not be removed: {e}",
+            dirs.old.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The live datadir and where the old one waits while the backup replaces it.
+struct Datadirs {
+    /// The live datadir.
+    live: PathBuf,
+    /// `<datadir>.dbjobs-old-<job>`: the old datadir until the restore succeeded.
+    old: PathBuf,
+    /// `<datadir>.dbjobs-failed-<job>`: a failed restore's datadir, while the old one is
+    /// put back.
+    failed: PathBuf,
+}
+
+impl Datadirs {
+    /// The directories of job `job_id` beside `datadir`.
+    fn of(datadir: &Path, job_id: u64) -> Result<Self, JobError> {
+        let parent = datadir
+            .parent()
+            .ok_or_else(|| JobError::refused("the datadir has no parent directory"))?;
+        let name = datadir
+            .file_name()
+            .ok_or_else(|| JobError::refused("the datadir has no name"))?
+            .to_string_lossy()
+            .into_owned();
+        Ok(Datadirs {
+            live: datadir.to_path_buf(),
+            old: parent.join(format!("{name}.dbjobs-old-{job_id}")),
+            failed: parent.join(format!("{name}.dbjobs-failed-{job_id}")),
+        })
+    }
+
+    /// The change made while the server is down: the datadir aside, a new one with the
+    /// old one's mode, the backup moved into it, everything given to the server's user.
+    fn replace(
+        &self,
+        host: &Host<'_>,
+        backup: &Path,
+        owner: &fs::Metadata,
+        backup_tool: &Path,
+    ) -> Result<(), JobError> {
+        let io = |what: &str, e: std::io::Error| JobError::io(format!("{what}: {e}"));
+        fs::rename(&self.live, &self.old).map_err(|e| {
+            io(
+                &format!("cannot move the datadir {} aside", self.live.display()),
+                e,
+            )
+        })?;
+        fs::create_dir(&self.live)
+            .map_err(|e| io(&format!("cannot create {}", self.live.display()), e))?;
+        fs::set_permissions(&self.live, owner.permissions()).ok();
+        // No host.progress while the server is down: writing the row would wait for it.
+        host.info("moving the backup into place");
+        let exit = ToolCommand::new(backup_tool, None)
+            .arg("--no-defaults")
+            .arg("--move-back")
+            .arg(format!("--target-dir={}", backup.display()))
+            .arg(format!("--datadir={}", self.live.display()))
+            .run()?;
+        if !exit.success() {
+            return Err(exit.error("--move-back failed"));
+        }
+        chown_tree(&self.live, owner)
+    }
+
+    /// Put the old datadir back in place (the server is stopped); the failed one is
+    /// deleted. Nothing to do when the datadir was never moved aside.
+    fn put_back(&self) -> Result<(), JobError> {
+        if !self.old.exists() {
+            return Ok(());
+        }
+        let _ = fs::remove_dir_all(&self.failed);
+        let aside = match self.live.exists() {
+            true => fs::rename(&self.live, &self.failed),
+            false => Ok(()),
+        };
+        aside
+            .and_then(|()| fs::rename(&self.old, &self.live))
+            .map_err(|e| {
+                JobError::io(format!("putting the old datadir back failed: {e}"))
+                    .with_hint(format!(
+                        "the old data is in {}: move it to {} by hand and start the server",
+                        self.old.display(),
+                        self.live.display()
+                    ))
+                    .with_state(ServerState::Partial)
+            })?;
+        let _ = fs::remove_dir_all(&self.failed);
+        Ok(())
+    }
+}
+
+/// The node's job queue, carried over a full restore: the backup holds the source's queue
+/// (or none), and the host must still find this job's row to write the outcome.
+struct QueueTable {
+    create: String,
+    columns: Vec<String>,
+    rows: Vec<Vec<Option<String>>>,
+}
+
+impl QueueTable {
+    const NAME: &'static str = "`replication_manager_schema`.`jobs`";
+
+    /// Read the queue's definition and rows.
+    fn save(host: &Host<'_>) -> Result<QueueTable, JobError> {
+        let create = host
+            .query(&format!("SHOW CREATE TABLE {}", Self::NAME), &[])?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().nth(1).flatten())
+            .ok_or_else(|| JobError::sql("cannot read the definition of the job queue"))?;
+        let columns = host
+            .query(&format!("SHOW COLUMNS FROM {}", Self::NAME), &[])?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .collect();
+        let rows = host.query(&format!("SELECT * FROM {}", Self::NAME), &[])?;
+        Ok(QueueTable {
+            create,
+            columns,
+            rows,
+        })
+    }
+
+    /// Replace whatever queue the backup brought with the saved one (not binlogged).
+    fn put_back(&self, host: &Host<'_>) -> Result<(), JobError> {
+        exec(
+            host,
+            "DROP DATABASE IF EXISTS `replication_manager_schema`",
+            &[],
+        )?;
+        exec(host, "CREATE DATABASE `replication_manager_schema`", &[])?;
+        exec(host, "USE `replication_manager_schema`", &[])?;
+        exec(host, &self.create, &[])?;
+        let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
+        for row in &self.rows {
+            let values: Vec<&str> = row.iter().flatten().map(String::as_str).collect();
+            let marks: Vec<&str> = row
+                .iter()
+                .map(|v| if v.is_some() { "?" } else { "NULL" })
+                .collect();
+            let insert = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                Self::NAME,
+                cols.join(","),
+                marks.join(",")
+            );
+            exec(host, &insert, &values)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_datadir_goes_back_in_place() {
+        let parent = tempfile::tempdir().unwrap();
+        let live = parent.path().join("data");
+        fs::create_dir(&live).unwrap();
+        fs::write(live.join("ibdata1"), b"old").unwrap();
+        let dirs = Datadirs::of(&live, 9).unwrap();
+        assert_eq!(dirs.old, parent.path().join("data.dbjobs-old-9"));
+        // Never moved aside: nothing to put back.
+        dirs.put_back().unwrap();
+        assert_eq!(fs::read(live.join("ibdata1")).unwrap(), b"old");
+        // Moved aside, a new datadir half filled: the old one comes back, the new one goes.
+        fs::rename(&live, &dirs.old).unwrap();
+        fs::create_dir(&live).unwrap();
+        fs::write(live.join("ibdata1"), b"new").unwrap();
+        dirs.put_back().unwrap();
+        assert_eq!(fs::read(live.join("ibdata1")).unwrap(), b"old");
+        assert!(!dirs.old.exists() && !dirs.failed.exists());
+        // Moved aside, no new datadir yet.
+        fs::rename(&live, &dirs.old).unwrap();
+        dirs.put_back().unwrap();
+        assert_eq!(fs::read(live.join("ibdata1")).unwrap(), b"old");
+    }
+}

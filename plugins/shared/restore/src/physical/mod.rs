@@ -1,0 +1,240 @@
+//! Physical restore (`reseed*backup`, `flashback*backup`): an xbstream from `mariadb-backup`
+//! (or `xtrabackup`) into the local server, as the [`Physical`] [`RestoreEngine`].
+//!
+//! The steps; nothing that changes the live server starts before the last read-only one
+//! succeeded:
+//! 1. **Receive** ([`extract`]): the socket through the xbstream validator into
+//!    `mbstream -x`; a stream cut short fails here.
+//! 2. **Prepare** ([`prepare`], [`temp_server`], [`catalog`]): `mariadb-backup --prepare
+//!    --export`; the replication position from the backup's files; from a temporary
+//!    read-only `mariadbd` on the prepared backup, every database, table definition, row
+//!    count, view, trigger, routine and event.
+//! 3. **Restore**, by setting `restore_mode`: [`online`] (default; the live server keeps
+//!    running, tables are recreated and their files imported) or [`full`] (the service is
+//!    stopped and the datadir replaced, the old one put back on failure).
+//! 4. **Verify** ([`verify`]): every restored table opens and has the backup's row count.
+//! 5. **Replicate**: `gtid_slave_pos` + `START SLAVE` (legacy and state variants), or the
+//!    position as payload for replication-manager to apply (payload variant, API mode).
+//!
+//! Every statement goes through [`dbjobs_sdk::Host::query`], whose session has
+//! `sql_log_bin=0`, so nothing of the restore reaches the node's binary log.
+
+pub mod catalog;
+pub mod extract;
+pub mod files;
+pub mod full;
+pub mod online;
+pub mod prepare;
+pub mod temp_server;
+pub mod verify;
+
+use std::fs;
+use std::path::PathBuf;
+
+use dbjobs_kit::copy::human_bytes;
+use dbjobs_kit::position::BinlogPosition;
+use dbjobs_kit::tool::find_tool;
+use dbjobs_sdk::JobError;
+
+use crate::context::Context;
+use crate::engine::RestoreEngine;
+use crate::receive::Received;
+use crate::replication;
+use crate::settings::{Mode, Settings};
+use crate::summary::Summary;
+use catalog::{Catalog, Kind};
+use extract::Extracted;
+use temp_server::{ServerTools, TempServer};
+
+/// The physical restore engine: its mode and the tools it runs, found before anything
+/// listens.
+pub struct Physical {
+    mode: Mode,
+    restore_accounts: bool,
+    mbstream: PathBuf,
+    backup_tool: PathBuf,
+    mariadbd: PathBuf,
+    client: PathBuf,
+}
+
+impl Physical {
+    /// Find the extractor, the backup tool, `mariadbd` and the client (settings first, then
+    /// `PATH`); in full mode, check the service commands parse.
+    pub fn new(settings: &Settings) -> Result<Self, JobError> {
+        let s = &settings.restore;
+        if s.restore_mode == Mode::Full {
+            settings.service.stop()?;
+            settings.service.start()?;
+        }
+        Ok(Physical {
+            mode: s.restore_mode,
+            restore_accounts: s.restore_accounts,
+            mbstream: find_tool(&["mbstream", "xbstream"], Some(&s.mbstream_tool))?,
+            backup_tool: find_tool(
+                &["mariadb-backup", "mariabackup", "xtrabackup"],
+                Some(&settings.tool.backup_tool),
+            )?,
+            mariadbd: find_tool(&["mariadbd", "mysqld"], Some(&s.mariadbd_tool))?,
+            client: find_tool(&["mariadb", "mysql"], Some(&s.mariadb_client))?,
+        })
+    }
+}
+
+/// A prepared backup and everything read from it.
+pub struct Prepared {
+    backup: Extracted,
+    position: Option<BinlogPosition>,
+    catalog: Catalog,
+    /// The live datadir's metadata: the owner and mode restored files get.
+    owner: fs::Metadata,
+}
+
+/// What the restore step noted for the result.
+pub struct Restored {
+    notes: Vec<String>,
+}
+
+impl RestoreEngine for Physical {
+    type Staged = Extracted;
+    type Prepared = Prepared;
+    type Restored = Restored;
+
+    fn receive(&self, ctx: &Context<'_, '_>, connection: Received) -> Result<Extracted, JobError> {
+        extract::receive(ctx, &self.mbstream, connection)
+    }
+
+    fn prepare(&self, ctx: &Context<'_, '_>, backup: Extracted) -> Result<Prepared, JobError> {
+        ctx.host.progress("preparing the backup");
+        prepare::prepare(ctx.host, &self.backup_tool, &backup.dir)?;
+        let position = BinlogPosition::from_backup_dir(&backup.dir)?;
+        if position.is_none() {
+            ctx.host
+                .warn("the backup has no binary log position (the source ran without log-bin)");
+        }
+        let datadir = &ctx.facts.datadir;
+        let owner = fs::metadata(datadir).map_err(|e| {
+            JobError::io(format!(
+                "cannot stat the datadir {}: {e}",
+                datadir.display()
+            ))
+        })?;
+        ctx.host.progress("reading the backup's definitions");
+        let catalog = self.read_catalog(ctx, &backup)?;
+        Ok(Prepared {
+            backup,
+            position,
+            catalog,
+            owner,
+        })
+    }
+
+    fn restore(&self, ctx: &Context<'_, '_>, prepared: &Prepared) -> Result<Restored, JobError> {
+        let mut notes = Vec::new();
+        match self.mode {
+            Mode::Online => {
+                if self.restore_accounts {
+                    ctx.host.warn("restore_accounts=true is not implemented for online restores: the node keeps its own accounts");
+                    notes.push("accounts kept (restore_accounts not implemented)".to_string());
+                }
+                let places = online::Places {
+                    backup: &prepared.backup.dir,
+                    datadir: &ctx.facts.datadir,
+                    owner: &prepared.owner,
+                };
+                online::restore(ctx, &prepared.catalog, &places)?;
+            }
+            Mode::Full => full::restore(
+                ctx,
+                &prepared.backup.dir,
+                &prepared.owner,
+                &self.backup_tool,
+            )?,
+        }
+        Ok(Restored { notes })
+    }
+
+    fn verify(
+        &self,
+        ctx: &Context<'_, '_>,
+        prepared: &Prepared,
+        _: &Restored,
+    ) -> Result<(), JobError> {
+        ctx.host.progress("verifying the restored tables");
+        verify::tables(ctx.host, &prepared.catalog)
+    }
+
+    fn replicate(
+        &self,
+        ctx: &Context<'_, '_>,
+        prepared: &Prepared,
+        _: &Restored,
+    ) -> Result<Vec<String>, JobError> {
+        match &prepared.position {
+            None => Ok(vec!["no replication position in the backup".into()]),
+            Some(p) if ctx.job.manager_applies_position() => Ok(vec![format!(
+                "GTID {} (left to replication-manager)",
+                p.gtid
+            )]),
+            Some(p) => replication::set_position_and_start(ctx.host, p),
+        }
+    }
+
+    fn position<'p>(&self, prepared: &'p Prepared, _: &'p Restored) -> Option<&'p BinlogPosition> {
+        prepared.position.as_ref()
+    }
+
+    fn summary(
+        &self,
+        ctx: &Context<'_, '_>,
+        prepared: &Prepared,
+        restored: &Restored,
+        replication: Vec<String>,
+    ) -> String {
+        let (stream, c) = (&prepared.backup.stream, &prepared.catalog);
+        let mut summary = Summary::new(format!(
+            "{} ({} restore) done in {:.1} s: {} received{}, {} files, {} databases, {} tables ({} InnoDB imported), {} views, {} triggers, {} routines, {} events",
+            ctx.intent.as_str(),
+            self.mode.as_str(),
+            ctx.started.elapsed().as_secs_f64(),
+            human_bytes(stream.bytes_received),
+            match stream.stale_bytes {
+                0 => String::new(),
+                n => format!(" ({n} bytes of stale padding ignored)"),
+            },
+            stream.files,
+            c.databases.len(),
+            c.count(Kind::Table, false),
+            c.count(Kind::Table, true),
+            c.count(Kind::View, false),
+            c.triggers.len(),
+            c.routines.len(),
+            c.events.len(),
+        ));
+        summary
+            .notes(replication)
+            .notes(restored.notes.iter().cloned());
+        summary.text()
+    }
+}
+
+impl Physical {
+    /// Start the temporary server on the prepared backup, read its catalog, stop it. Online
+    /// mode gets an account on it, so triggers, routines and events can be read too.
+    fn read_catalog(&self, ctx: &Context<'_, '_>, backup: &Extracted) -> Result<Catalog, JobError> {
+        let with_objects = self.mode == Mode::Online;
+        let tools = ServerTools {
+            mariadbd: &self.mariadbd,
+            client: &self.client,
+        };
+        let temp = TempServer::start(
+            ctx.host,
+            &tools,
+            &backup.dir,
+            ctx.staging.path(),
+            with_objects,
+        )?;
+        let catalog = Catalog::read(&temp, with_objects);
+        temp.shutdown();
+        catalog.map_err(|e| e.context("reading the backup's definitions"))
+    }
+}
