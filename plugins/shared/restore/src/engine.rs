@@ -12,6 +12,26 @@
 //! Each step hands the next what it produced (an associated type), so a step cannot run
 //! before the one it needs, and the data of a restore is a plan computed first, then
 //! executed (as rustic's typed plans).
+//!
+//! # Where a crash-safe restore plugs in
+//! The places are marked so that building every database aside and switching once needs
+//! no new structure:
+//! * **the journal** is written (in [`dbjobs_kit::server::state_dir`]) and fsynced by
+//!   [`crate::context::LiveChanges::begin`], which every engine calls before its first change,
+//!   and each phase boundary is recorded by [`Context::boundary`];
+//! * **refusing before touching** (disk space for the shadow copy, `completed OK!`, names,
+//!   tool versions against [`dbjobs_kit::server::ServerFacts::major_minor`]) belongs in
+//!   [`RestoreEngine::prepare`];
+//! * **build aside, switch once**: [`RestoreEngine::restore`] becomes a build step (the
+//!   shadow databases: physical `online::restore_databases`, the logical replay with its
+//!   names rewritten) and a switch step (one `RENAME TABLE` per database set), then the
+//!   objects step (`online::create_objects`) and, after [`RestoreEngine::verify`], dropping
+//!   the old tables; [`Phase`] gains those steps and [`Context::settle`] the states they
+//!   leave (before the switch: shadows dropped, live untouched);
+//! * **recovery** at start-up: a `recover` entry next to [`crate::run`] reads the journals and
+//!   asks the engine of each to finish or roll back (an associated function of this trait),
+//!   then stops orphaned temporary servers (their datadir is under
+//!   [`crate::staging::Staging::base`]) and removes dead staging directories.
 
 use dbjobs_kit::position::BinlogPosition;
 use dbjobs_sdk::{JobError, Outcome};

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use dbjobs_kit::copy::{human_bytes, human_rate};
 use dbjobs_kit::position::BinlogPosition;
 use dbjobs_kit::tool::find_tool;
-use dbjobs_sdk::{Host, JobError};
+use dbjobs_sdk::JobError;
 
 use crate::context::Context;
 use crate::engine::RestoreEngine;
@@ -94,7 +94,11 @@ impl RestoreEngine for Logical {
     }
 
     fn prepare(&self, ctx: &Context<'_, '_>, mut dump: StagedDump) -> Result<Prepared, JobError> {
-        let how = how_to_apply(ctx.host, dump.plan.take(), self.sessions);
+        let (how, one_session_because) = how_to_apply(dump.plan.take(), self.sessions);
+        if let Some(why) = one_session_because {
+            ctx.host
+                .info(&format!("applying the dump in one session: {why}"));
+        }
         Ok(Prepared { dump, how })
     }
 
@@ -206,27 +210,56 @@ impl Logical {
 }
 
 /// Several sessions when `sessions` is above 1 and the dump's `plan`, built while receiving,
-/// was recognised and has table groups to spread; otherwise one session, saying why.
+/// was recognised and has table groups to spread; otherwise one session, and why when a
+/// parallel apply was asked for.
 fn how_to_apply(
-    host: &Host<'_>,
     plan: Option<Result<DumpPlan, String>>,
     sessions: usize,
-) -> HowToApply {
+) -> (HowToApply, Option<String>) {
     match plan.filter(|_| sessions > 1) {
-        None => HowToApply::OneSession,
-        Some(Ok(plan)) if plan.units.len() >= 2 => HowToApply::Parallel { plan, sessions },
-        Some(Ok(plan)) => {
-            host.info(&format!(
-                "applying the dump in one session: it has {} table group(s), nothing to spread over {sessions} sessions",
+        None => (HowToApply::OneSession, None),
+        Some(Ok(plan)) if plan.units.len() >= 2 => (HowToApply::Parallel { plan, sessions }, None),
+        Some(Ok(plan)) => (
+            HowToApply::OneSession,
+            Some(format!(
+                "it has {} table group(s), nothing to spread over {sessions} sessions",
                 plan.units.len()
-            ));
-            HowToApply::OneSession
+            )),
+        ),
+        Some(Err(why)) => (
+            HowToApply::OneSession,
+            Some(format!("its table sections are not recognisable ({why})")),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plan::{PlanBuilder, Unit};
+
+    fn plan_of(units: usize) -> DumpPlan {
+        DumpPlan {
+            units: vec![Unit::default(); units],
+            ..DumpPlan::default()
         }
-        Some(Err(why)) => {
-            host.info(&format!(
-                "applying the dump in one session: its table sections are not recognisable ({why})"
-            ));
-            HowToApply::OneSession
-        }
+    }
+
+    #[test]
+    fn several_sessions_only_for_a_plan_with_groups_to_spread() {
+        let parallel = |h: &HowToApply| matches!(h, HowToApply::Parallel { sessions: 3, .. });
+        let (how, why) = how_to_apply(Some(Ok(plan_of(2))), 3);
+        assert!(parallel(&how) && why.is_none());
+        let (how, why) = how_to_apply(Some(Ok(plan_of(2))), 1);
+        assert!(matches!(how, HowToApply::OneSession) && why.is_none());
+        let (how, why) = how_to_apply(None, 1);
+        assert!(matches!(how, HowToApply::OneSession) && why.is_none());
+        let (how, why) = how_to_apply(Some(Ok(plan_of(1))), 3);
+        assert!(matches!(how, HowToApply::OneSession));
+        assert!(why.unwrap().contains("1 table group(s)"));
+        let unrecognised = PlanBuilder::default().finish();
+        let (how, why) = how_to_apply(Some(unrecognised), 3);
+        assert!(matches!(how, HowToApply::OneSession));
+        assert!(why.unwrap().contains("not recognisable"));
     }
 }

@@ -101,8 +101,8 @@ fn extract(
 /// Why forwarding stopped: the extractor's pipe (a full disk, or the extractor gave up:
 /// its own error says why), else the connection or the operator, else the stream itself.
 /// The extractor's partial output goes with the staging directory.
-fn stream_error(
-    input: &CountingReader<'_, std::net::TcpStream>,
+fn stream_error<R: std::io::Read>(
+    input: &CountingReader<'_, R>,
     write_failure: Option<std::io::ErrorKind>,
     extractor: RunningTool,
     message: String,
@@ -114,5 +114,47 @@ fn stream_error(
             Err(e) => e.context(message),
         },
         None => input.error(message), // dropping the extractor kills it
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dbjobs_kit::tool::find_tool;
+    use dbjobs_sdk::ErrorKind;
+
+    fn extractor(script: &str) -> RunningTool {
+        let sh = find_tool(&["sh"], None).unwrap();
+        ToolCommand::new(&sh, None)
+            .args(["-c", script])
+            .spawn(|_| {})
+            .unwrap()
+    }
+
+    #[test]
+    fn a_failed_forward_names_whose_fault_it_was() {
+        let input = CountingReader::new(&b""[..], || false);
+        let full = Some(std::io::ErrorKind::StorageFull);
+        let e = stream_error(&input, full, extractor("sleep 5"), "disk".into());
+        assert_eq!(e.kind, ErrorKind::NoSpace);
+        let pipe = Some(std::io::ErrorKind::BrokenPipe);
+        let e = stream_error(
+            &input,
+            pipe,
+            extractor("echo 'bad chunk' >&2; exit 1"),
+            "w".into(),
+        );
+        assert_eq!(e.kind, ErrorKind::Tool);
+        assert!(
+            e.message
+                .starts_with("w: sh exited with status 1: bad chunk"),
+            "{e}"
+        );
+        let e = stream_error(&input, None, extractor("sleep 5"), "cut".into());
+        assert_eq!(e.kind, ErrorKind::BadInput);
+        let mut r = CountingReader::new(&b"x"[..], || true);
+        assert!(std::io::Read::read(&mut r, &mut [0u8; 1]).is_err());
+        let e = stream_error(&r, None, extractor("sleep 5"), "stopped".into());
+        assert_eq!(e.kind, ErrorKind::Cancelled);
     }
 }
