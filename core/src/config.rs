@@ -6,139 +6,13 @@
 //! `ps` to every user of the node, which is exactly what the bash agent did.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+pub use crate::option_file::{normalize_key, OptionFile};
 
 /// The socket MariaDB uses on Debian when nothing else is configured.
 pub const DEFAULT_SOCKET: &str = "/run/mysqld/mysqld.sock";
-
-/// A parsed option file: section name -> (key -> value). Keys are normalised to use `_`
-/// (MariaDB treats `-` and `_` alike); a key given without `=` has the value `""`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct OptionFile {
-    sections: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-impl OptionFile {
-    /// Read and parse `path`.
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::new(format!("cannot read option file {}: {e}", path.display()))
-                .help("check the path given to --defaults-file and that this user may read it")
-        })?;
-        Self::parse(&text).map_err(|e| Error::new(format!("{}: {}", path.display(), e.message)))
-    }
-
-    /// Parse option-file text: `[section]`, `key = value`, `key`, `#`/`;` comments, values in
-    /// single or double quotes with backslash escapes. `!include` lines are refused, because
-    /// silently ignoring them would connect with the wrong credentials.
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut file = OptionFile::default();
-        let mut section: Option<String> = None;
-        for (n, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
-            if line.starts_with('!') {
-                return Err(Error::new(format!(
-                    "line {}: {line:?} is not supported by dbjobs",
-                    n + 1
-                ))
-                .help(
-                    "put the settings dbjobs needs directly into the file given to --defaults-file",
-                ));
-            }
-            if let Some(rest) = line.strip_prefix('[') {
-                let name = rest.strip_suffix(']').ok_or_else(|| {
-                    Error::new(format!(
-                        "line {}: unterminated section header {line:?}",
-                        n + 1
-                    ))
-                })?;
-                section = Some(name.trim().to_ascii_lowercase());
-                file.sections
-                    .entry(name.trim().to_ascii_lowercase())
-                    .or_default();
-                continue;
-            }
-            let Some(section) = &section else {
-                return Err(Error::new(format!(
-                    "line {}: {line:?} comes before any [section]",
-                    n + 1
-                )));
-            };
-            let (key, value) = match line.split_once('=') {
-                Some((k, v)) => (
-                    k.trim(),
-                    parse_value(v.trim())
-                        .map_err(|e| Error::new(format!("line {}: {e}", n + 1)))?,
-                ),
-                None => (line, String::new()),
-            };
-            file.sections
-                .entry(section.clone())
-                .or_default()
-                .insert(normalize_key(key), value);
-        }
-        Ok(file)
-    }
-
-    /// The value of `key` in `section`, if set.
-    pub fn get(&self, section: &str, key: &str) -> Option<&str> {
-        self.sections
-            .get(section)
-            .and_then(|s| s.get(&normalize_key(key)))
-            .map(String::as_str)
-    }
-
-    /// Every key and value of `section`.
-    pub fn section(&self, section: &str) -> impl Iterator<Item = (&str, &str)> {
-        self.sections
-            .get(section)
-            .into_iter()
-            .flat_map(|s| s.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-    }
-}
-
-/// `innodb-buffer-pool` and `innodb_buffer_pool` are the same key.
-pub fn normalize_key(key: &str) -> String {
-    key.trim().replace('-', "_").to_ascii_lowercase()
-}
-
-/// Strip quotes and resolve escapes of an option-file value; cut a trailing ` # comment` of an
-/// unquoted value.
-fn parse_value(v: &str) -> std::result::Result<String, String> {
-    let quote = match v.chars().next() {
-        Some(q @ ('"' | '\'')) => q,
-        _ => {
-            let v = match v.find(" #") {
-                Some(i) => &v[..i],
-                None => v,
-            };
-            return Ok(v.trim().to_string());
-        }
-    };
-    let mut out = String::new();
-    let mut chars = v[1..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some('r') => out.push('\r'),
-                Some('b') => out.push('\u{8}'),
-                Some('s') => out.push(' '),
-                Some(other) => out.push(other),
-                None => return Err("value ends with a backslash".into()),
-            },
-            c if c == quote => return Ok(out),
-            c => out.push(c),
-        }
-    }
-    Err(format!("unterminated quoted value {v:?}"))
-}
 
 /// How to reach the local server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,8 +30,11 @@ pub struct ConnectionOptions {
 }
 
 impl ConnectionOptions {
-    /// Merge: command-line flags win over the option file's `[client]` (and `[dbjobs]`, which
-    /// may hold connection keys too), which win over `MYSQL_PWD` for the password.
+    /// Merge: command-line flags win over the option file's `[dbjobs]` (which may hold
+    /// connection keys too), which wins over its `[client]`, which wins over `MYSQL_PWD` for
+    /// the password. The result must fit the option file the tools get
+    /// ([`Self::client_option_file_text`]): checked here, so a password that no option file
+    /// can carry is a configuration error at start-up, not a failed tool half-way through.
     pub fn resolve(flags: &ConnectionFlags, file: &OptionFile) -> Result<Self> {
         let from_file = |key: &str| {
             file.get("dbjobs", key)
@@ -173,7 +50,7 @@ impl ConnectionOptions {
                 None => None,
             },
         };
-        Ok(ConnectionOptions {
+        let options = ConnectionOptions {
             socket: flags
                 .socket
                 .clone()
@@ -181,8 +58,13 @@ impl ConnectionOptions {
             host: flags.host.clone().or_else(|| from_file("host")),
             port,
             user: flags.user.clone().or_else(|| from_file("user")),
-            password: from_file("password").or_else(|| std::env::var("MYSQL_PWD").ok()),
-        })
+            password: match from_file("password") {
+                Some(p) => Some(p),
+                None => password_from_environment()?,
+            },
+        };
+        options.client_option_file_text()?;
+        Ok(options)
     }
 
     /// Whether the connection goes through the unix socket.
@@ -213,30 +95,51 @@ impl ConnectionOptions {
         }
     }
 
-    /// The text of a `[client]` option file with these credentials, for child tools. Values
-    /// are double-quoted with `\` and `"` escaped, so any password survives.
-    pub fn client_option_file_text(&self) -> String {
+    /// The text of a `[client]` option file with these credentials, for child tools. Every
+    /// value is written so that MariaDB's tools read it back unchanged
+    /// ([`crate::option_file::option_line`]); one that cannot be (a NUL, a line longer than
+    /// the tools read) is a configuration error naming the key, never a broken file.
+    pub fn client_option_file_text(&self) -> Result<String> {
         let mut out = String::from(
             "# written by dbjobs for the tools it starts; removed when it exits\n[client]\n",
         );
-        let mut put = |k: &str, v: &str| {
-            out.push_str(&format!(
-                "{k}=\"{}\"\n",
-                v.replace('\\', "\\\\").replace('"', "\\\"")
-            ));
-        };
-        put("user", self.user.as_deref().unwrap_or("root"));
+        let socket = self.socket_path().display().to_string();
+        let port = self.port.unwrap_or(3306).to_string();
+        let mut lines = vec![("user", self.user.as_deref().unwrap_or("root"))];
         if let Some(p) = &self.password {
-            put("password", p);
+            lines.push(("password", p));
         }
         if self.uses_socket() {
-            put("socket", &self.socket_path().display().to_string());
+            lines.push(("socket", &socket));
         } else {
-            put("host", self.host.as_deref().unwrap_or("localhost"));
-            put("port", &self.port.unwrap_or(3306).to_string());
-            put("protocol", "tcp");
+            lines.push(("host", self.host.as_deref().unwrap_or("localhost")));
+            lines.push(("port", &port));
+            lines.push(("protocol", "tcp"));
         }
-        out
+        for (key, value) in lines {
+            let line = crate::option_file::option_line(key, value).map_err(|why| {
+                Error::new(format!(
+                    "the {key} cannot be handed to the MariaDB tools dbjobs starts: {why}"
+                ))
+                .help(format!(
+                    "use a {key} the tools can read from an option file"
+                ))
+            })?;
+            out.push_str(&line);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}
+
+/// `MYSQL_PWD`, the password's last fallback; a value that is not UTF-8 is an error, not
+/// silently no password.
+fn password_from_environment() -> Result<Option<String>> {
+    match std::env::var("MYSQL_PWD") {
+        Ok(p) => Ok(Some(p)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Error::new("MYSQL_PWD is not UTF-8 text")
+            .help("put the password into [client] of --defaults-file, in UTF-8")),
     }
 }
 
@@ -253,23 +156,67 @@ pub struct ConnectionFlags {
     pub user: Option<String>,
 }
 
+/// Keys of `[dbjobs]` that configure the connection rather than jobs; never shown to plugins.
+pub const CONNECTION_KEYS: [&str; 5] = ["socket", "host", "port", "user", "password"];
+
+/// Where a setting's value came from, for messages: `/etc/dbjobs/dbjobs.cnf line 12` or
+/// `--set`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A line of `[dbjobs]` in the option file (`None`: text parsed without a file).
+    File {
+        /// The option file.
+        path: Option<PathBuf>,
+        /// Its line, from 1.
+        line: usize,
+    },
+    /// A `--set name=value` of the command line.
+    Set,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File {
+                path: Some(path),
+                line,
+            } => write!(f, "{} line {line}", path.display()),
+            Origin::File { path: None, line } => write!(f, "option file line {line}"),
+            Origin::Set => f.write_str("--set"),
+        }
+    }
+}
+
+/// A setting's text and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingValue {
+    /// The text, quotes and escapes resolved.
+    pub text: String,
+    /// Where it was set.
+    pub origin: Origin,
+}
+
 /// Job settings: `[dbjobs]` of the option file, overridden by `--set name=value`. Names are
 /// normalised like option-file keys. Connection keys are not settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
-    values: BTreeMap<String, String>,
+    values: BTreeMap<String, SettingValue>,
 }
 
-/// Keys of `[dbjobs]` that configure the connection rather than jobs; never shown to plugins.
-const CONNECTION_KEYS: [&str; 5] = ["socket", "host", "port", "user", "password"];
-
 impl Settings {
-    /// Build from the option file and the `--set` pairs.
+    /// Build from the option file and the `--set` pairs. A connection key given with `--set`
+    /// is refused: the connection has flags of its own, and a password must never be on a
+    /// command line.
     pub fn resolve(file: &OptionFile, overrides: &[String]) -> Result<Self> {
         let mut values = BTreeMap::new();
-        for (k, v) in file.section("dbjobs") {
+        for (k, entry) in file.section("dbjobs") {
             if !CONNECTION_KEYS.contains(&k) {
-                values.insert(k.to_string(), v.to_string());
+                let origin = Origin::File {
+                    path: file.path().map(PathBuf::from),
+                    line: entry.line,
+                };
+                let text = entry.value.clone();
+                values.insert(k.to_string(), SettingValue { text, origin });
             }
         }
         for pair in overrides {
@@ -277,28 +224,62 @@ impl Settings {
                 Error::new(format!("--set {pair:?} is not of the form name=value"))
                     .help("write e.g. --set example_log=/tmp/example.log")
             })?;
-            values.insert(normalize_key(k), v.to_string());
+            let name = normalize_key(k);
+            if CONNECTION_KEYS.contains(&name.as_str()) {
+                return Err(Error::new(format!(
+                    "--set {name}=... would configure the connection, which --set does not do"
+                ))
+                .help("use --socket, --host, --port or --user, or put it into [client] of --defaults-file (the password only there, never on a command line)"));
+            }
+            let text = v.to_string();
+            values.insert(
+                name,
+                SettingValue {
+                    text,
+                    origin: Origin::Set,
+                },
+            );
         }
         Ok(Settings { values })
     }
 
     /// The value of a setting.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(&normalize_key(name)).map(String::as_str)
+        self.values
+            .get(&normalize_key(name))
+            .map(|v| v.text.as_str())
     }
 
-    /// The host's own settings, typed; a bad value is a configuration error naming it.
+    /// Where a setting was set, if it was.
+    pub fn origin(&self, name: &str) -> Option<&Origin> {
+        self.values.get(&normalize_key(name)).map(|v| &v.origin)
+    }
+
+    /// The host's own settings, typed; a bad value is a configuration error naming it and
+    /// where it was set.
     pub fn host(&self) -> Result<crate::settings::HostSettings> {
-        crate::settings::HostSettings::read(self).map_err(|e| {
-            let mut err = Error::new(e.message);
-            err.help = e.hint;
-            err
+        // `read` asks for the settings one by one and stops at the first bad one, so the
+        // last name asked for is the one the error is about.
+        let last_asked = std::cell::RefCell::new(String::new());
+        let source = |name: &str| {
+            *last_asked.borrow_mut() = name.to_string();
+            self.get(name).map(str::to_string)
+        };
+        crate::settings::HostSettings::read(&source).map_err(|e| {
+            let origin = match self.origin(&last_asked.borrow()) {
+                Some(origin) => origin.to_string(),
+                None => "its declared default".to_string(),
+            };
+            Error {
+                message: format!("{} ({origin})", e.message),
+                help: e.hint,
+            }
         })
     }
 
-    /// All settings, for `dbjobs plugins --json` and debugging.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    /// All settings with where they came from, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &SettingValue)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v))
     }
 }
 
@@ -313,33 +294,14 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = r#"
-# comment
 [client]
 user = repman
 password = "p\"a ss#word"
 socket=/tmp/my.sock
 [dbjobs]
-example-log = /tmp/x.log   # trailing comment
+example-log = /tmp/x.log
 receive_bind='0.0.0.0'
-flag
 "#;
-
-    #[test]
-    fn parses_sections_quotes_and_keys() {
-        let f = OptionFile::parse(SAMPLE).unwrap();
-        assert_eq!(f.get("client", "user"), Some("repman"));
-        assert_eq!(f.get("client", "password"), Some("p\"a ss#word"));
-        assert_eq!(f.get("dbjobs", "example_log"), Some("/tmp/x.log"));
-        assert_eq!(f.get("dbjobs", "receive-bind"), Some("0.0.0.0"));
-        assert_eq!(f.get("dbjobs", "flag"), Some(""));
-    }
-
-    #[test]
-    fn refuses_includes_and_orphan_keys() {
-        assert!(OptionFile::parse("!include /etc/x.cnf").is_err());
-        assert!(OptionFile::parse("user=x").is_err());
-        assert!(OptionFile::parse("[client]\npassword='open").is_err());
-    }
 
     #[test]
     fn flags_win_over_the_file_and_settings_over_nothing() {
@@ -354,21 +316,52 @@ flag
         assert_eq!(c.socket_path(), PathBuf::from("/tmp/my.sock"));
         let s = Settings::resolve(&f, &["example_log=/other".into()]).unwrap();
         assert_eq!(s.get("example-log"), Some("/other"));
+        assert_eq!(s.origin("example_log"), Some(&Origin::Set));
         assert_eq!(s.get("receive_bind"), Some("0.0.0.0"));
+        assert_eq!(
+            s.origin("receive_bind").unwrap().to_string(),
+            "option file line 8"
+        );
         assert!(Settings::resolve(&f, &["novalue".into()]).is_err());
     }
 
     #[test]
+    fn the_connection_is_not_set_with_set() {
+        let f = OptionFile::default();
+        let e = Settings::resolve(&f, &["password=x".into()]).unwrap_err();
+        assert!(e.message.contains("--set password"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_host_setting_names_where_it_was_set() {
+        let f = OptionFile::parse("[dbjobs]\nmax_parallel_jobs=many\n").unwrap();
+        let e = Settings::resolve(&f, &[]).unwrap().host().unwrap_err();
+        assert!(e.message.contains("max_parallel_jobs"), "{e}");
+        assert!(e.message.ends_with("(option file line 2)"), "{e}");
+        let e = Settings::resolve(&OptionFile::default(), &["receive_port=70000".into()])
+            .unwrap()
+            .host()
+            .unwrap_err();
+        assert!(e.message.ends_with("(--set)"), "{e}");
+    }
+
+    #[test]
     fn client_file_round_trips_any_password() {
-        let c = ConnectionOptions {
+        let mut c = ConnectionOptions {
             socket: Some("/s".into()),
             host: None,
             port: None,
             user: Some("u".into()),
-            password: Some(r#"a"b\c d"#.into()),
+            password: Some("a\"b\\c d\ne#f;g\th\u{e0}".into()),
         };
-        let f = OptionFile::parse(&c.client_option_file_text()).unwrap();
-        assert_eq!(f.get("client", "password"), Some(r#"a"b\c d"#));
+        let f = OptionFile::parse(&c.client_option_file_text().unwrap()).unwrap();
+        assert_eq!(f.get("client", "password"), c.password.as_deref());
         assert_eq!(f.get("client", "socket"), Some("/s"));
+        c.password = Some("nul\0".into());
+        let e = c.client_option_file_text().unwrap_err();
+        assert!(
+            e.message.contains("password") && e.message.contains("NUL"),
+            "{e}"
+        );
     }
 }

@@ -91,7 +91,11 @@ impl HostEnv {
                     .mode(0o600)
                     .open(&path)
                     .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-                f.write_all(self.connection.client_option_file_text().as_bytes())
+                let text = self
+                    .connection
+                    .client_option_file_text()
+                    .map_err(|e| e.to_string())?;
+                f.write_all(text.as_bytes())
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 Ok((dir, path))
             })

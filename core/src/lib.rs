@@ -23,6 +23,7 @@ pub mod context;
 pub mod db;
 pub mod error;
 pub mod loader;
+pub mod option_file;
 pub mod queue;
 pub mod repman;
 pub mod runner;
