@@ -23,12 +23,15 @@ pub mod context;
 pub mod db;
 pub mod error;
 pub mod loader;
+pub mod node_state;
 pub mod option_file;
+pub mod outcomes;
 pub mod queue;
 pub mod repman;
 pub mod runner;
 pub mod settings;
 pub mod source;
+pub mod state_dir;
 pub mod validate;
 
 pub use error::{Error, Result};

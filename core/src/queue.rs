@@ -402,6 +402,17 @@ impl Queue {
         Ok(self.conn.last_insert_id())
     }
 
+    /// The `end` of row `id` as MariaDB prints it (`2026-03-01 10:04:05`), read back after
+    /// [`Queue::finish`] wrote it with the server's clock: what an outcome kept in the state
+    /// directory is matched to the row by (see `crate::outcomes`).
+    pub fn end_of(&mut self, id: u64) -> Result<Option<String>> {
+        let rows = self.rows(
+            &format!("SELECT end FROM {SCHEMA}.jobs WHERE id=?"),
+            &[id.to_string()],
+        )?;
+        Ok(first_value(&rows))
+    }
+
     /// The newest `limit` rows, every column, as JSON objects (for `dbjobs jobs`).
     pub fn recent(
         &mut self,

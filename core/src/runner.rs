@@ -69,9 +69,13 @@ fn run_task(
         Ok(job) => job,
         Err(e) => {
             log::error!("job {} ({task}) rejected: {}", claim.id, e.result_text());
-            return finish(link, claim.id, task, Err(e), start).map(Some);
+            return finish(link, env, claim.id, task, Err(e), start).map(Some);
         }
     };
+    if let Some(refusal) = crate::node_state::refusal(&env.host.state_dir, spec) {
+        log::error!("job {} ({task}) refused: {}", job.id, refusal.result_text());
+        return finish(link, env, job.id, task, Err(refusal), start).map(Some);
+    }
     if !link.start(spec.direction)? {
         log::warn!(
             "job {} ({task}) changed under us before it started; skipped",
@@ -80,7 +84,7 @@ fn run_task(
         return Ok(None);
     }
     let ending = run_plugin(link, env, plugin, spec, &job);
-    finish(link, job.id, task, ending, start).map(Some)
+    finish(link, env, job.id, task, ending, start).map(Some)
 }
 
 /// Run the job in its plugin, with the host context and its progress writer.
@@ -125,6 +129,7 @@ fn run_plugin(
 /// Record the ending through the link, log it, and say how the job went.
 fn finish(
     link: &dyn JobLink,
+    env: &HostEnv,
     id: u64,
     task: &str,
     ended: std::result::Result<Outcome, JobError>,
@@ -149,6 +154,7 @@ fn finish(
         }
     };
     link.finish(&ending)?;
+    crate::outcomes::record_ending(&env.host.state_dir, id, task, &ending, link.end_time());
     let secs = duration.as_secs_f64();
     if ok {
         log::info!("job {id} ({task}) succeeded in {secs:.1} s: {text}");

@@ -33,6 +33,12 @@ pub trait JobLink: Sync {
     fn progress(&self, text: &str);
     /// Record how the job ended.
     fn finish(&self, ending: &Ending) -> Result<()>;
+    /// After [`JobLink::finish`]: the end time the source recorded (the table's `end`, as
+    /// MariaDB prints it), which the outcome kept in `state_dir` is matched to the row by
+    /// (`crate::outcomes`). `None` by default: a source without rows to list.
+    fn end_time(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A claimed job: the job as the plugin will see it (or why it cannot run), and its link.

@@ -149,6 +149,17 @@ impl JobLink for TableLink<'_> {
     fn finish(&self, ending: &Ending) -> Result<()> {
         self.source.lock().finish(self.id, ending)
     }
+
+    fn end_time(&self) -> Option<String> {
+        self.source.lock().end_of(self.id).unwrap_or_else(|e| {
+            log::warn!(
+                "job {} ({}): cannot read back its end time: {e}",
+                self.id,
+                self.task
+            );
+            None
+        })
+    }
 }
 
 impl Drop for TableLink<'_> {
@@ -199,6 +210,14 @@ fn reject_unowned(
         .fail_if_pending(id, &reason)?;
     if failed {
         log::error!("job {id} rejected: {}", reason.result_text());
+        let end = queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end_of(id)
+            .ok()
+            .flatten();
+        let ending = Ending::Failure(reason);
+        crate::outcomes::record_ending(&env.host.state_dir, id, task.unwrap_or(""), &ending, end);
     }
     Ok(())
 }
