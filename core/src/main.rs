@@ -11,11 +11,14 @@ use clap::{Args, Parser, Subcommand};
 use dbjobs::config::{ConnectionFlags, ConnectionOptions, OptionFile, Settings};
 use dbjobs::context::HostEnv;
 use dbjobs::loader::{Registry, DEFAULT_PLUGIN_DIR};
+use dbjobs::node_state::{self, PartialMark};
+use dbjobs::outcomes::{self, OutcomeStore};
 use dbjobs::queue::Queue;
+use dbjobs::setting_catalog::SettingCatalog;
 use dbjobs::settings::JobsMode;
 use dbjobs::source::api::ApiSource;
 use dbjobs::source::table::TableSource;
-use dbjobs::{runner, Error};
+use dbjobs::{runner, settings_doc, Error};
 
 /// Runs replication-manager's node jobs (backups, log shipping, reseeds, ...) through plugins.
 #[derive(Parser, Debug)]
@@ -92,6 +95,16 @@ enum Command {
     },
     /// Create replication_manager_schema.jobs if it is missing, and print its layout.
     Init,
+    /// Every setting dbjobs and the loaded plugins declare: name, type, default, doc, and who
+    /// declares it (`--format cnf`: an annotated option file).
+    Settings {
+        /// Output form.
+        #[arg(long, value_enum, default_value = "text")]
+        format: settings_doc::Format,
+    },
+    /// Remove the mark of a node left partial by a failed job, after checking its data:
+    /// restores are refused while it exists.
+    ClearPartial,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -185,8 +198,39 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Jobs { json, limit } => {
+            let state_dir = settings.host()?.state_dir;
             let mut q = Queue::open(&connection)?;
-            print_jobs(&q.recent(limit)?, json);
+            let mut rows = q.recent(limit)?;
+            outcomes::annotate(&mut rows, &OutcomeStore::new(&state_dir).load()?);
+            if !json {
+                print_partial_mark(node_state::read(&state_dir));
+            }
+            print_jobs(&rows, json);
+            Ok(())
+        }
+        Command::Settings { format } => {
+            let registry = Registry::load(&dirs);
+            print!(
+                "{}",
+                settings_doc::render(&SettingCatalog::of(&registry), format)
+            );
+            Ok(())
+        }
+        Command::ClearPartial => {
+            let state_dir = settings.host()?.state_dir;
+            match node_state::clear(&state_dir)? {
+                None => println!(
+                    "no partial mark in {}; nothing to clear",
+                    state_dir.display()
+                ),
+                Some(Ok(mark)) => println!(
+                    "removed the partial mark of {}; restores run again",
+                    mark.describe()
+                ),
+                Some(Err(e)) => {
+                    println!("removed an unreadable partial mark ({e}); restores run again")
+                }
+            }
             Ok(())
         }
         Command::Run => {
@@ -201,7 +245,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 JobsMode::Api => {
                     // No database connection: API jobs run while the server is down (start).
-                    let registry = loaded_registry(&dirs, Registry::load(&dirs))?;
+                    let registry = loaded_registry(&dirs, Registry::load(&dirs), &env)?;
                     let source = ApiSource::open(&env)?;
                     let reports = runner::run_pass(&source, &registry, &env)?;
                     reports.iter().filter(|r| !r.ok).count() + source.errors()
@@ -223,7 +267,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     runner::run_daemon(&registry, &env, queue, interval)
                 }
                 JobsMode::Api => {
-                    let registry = loaded_registry(&dirs, Registry::load(&dirs))?;
+                    let registry = loaded_registry(&dirs, Registry::load(&dirs), &env)?;
                     let source = ApiSource::open(&env)?;
                     log_daemon_start(&registry, interval);
                     let mut seen = 0;
@@ -265,13 +309,18 @@ fn load_and_connect(dirs: &[PathBuf], env: &HostEnv) -> Result<(Registry, Queue)
         let registry = Registry::load(dirs);
         (registry, queue.join())
     });
-    let registry = loaded_registry(dirs, registry)?;
+    let registry = loaded_registry(dirs, registry, env)?;
     let queue = queue.map_err(|_| Error::new("connecting to the server panicked"))??;
     Ok((registry, queue))
 }
 
-/// Having no plugin is a configuration error (a pass would do nothing forever).
-fn loaded_registry(dirs: &[PathBuf], registry: Registry) -> Result<Registry, Failure> {
+/// Having no plugin is a configuration error (a pass would do nothing forever), and so is a
+/// setting that no one declares or whose value does not fit its declaration.
+fn loaded_registry(
+    dirs: &[PathBuf],
+    registry: Registry,
+    env: &HostEnv,
+) -> Result<Registry, Failure> {
     if registry.plugins.is_empty() {
         return Err(Failure::Setup(
             Error::new(format!(
@@ -282,6 +331,9 @@ fn loaded_registry(dirs: &[PathBuf], registry: Registry) -> Result<Registry, Fai
                 "install plugins into {DEFAULT_PLUGIN_DIR} or pass --plugin-dir; `dbjobs plugins` shows why files were refused"
             )),
         ));
+    }
+    for warning in SettingCatalog::of(&registry).check(&env.settings, &registry.refused)? {
+        log::warn!("{warning}");
     }
     Ok(registry)
 }
@@ -354,6 +406,18 @@ fn print_plugins(registry: &Registry, json: bool) {
     }
     for r in &registry.refused {
         println!("refused {}: {}", r.file.display(), r.reason);
+    }
+}
+
+/// The partial mark above the job list: the one thing an operator must see first.
+fn print_partial_mark(mark: dbjobs::Result<Option<PartialMark>>) {
+    match mark {
+        Ok(None) => {}
+        Ok(Some(mark)) => println!(
+            "NODE LEFT PARTIAL by {}\n  restores are refused: check the data, then run dbjobs clear-partial\n",
+            mark.describe()
+        ),
+        Err(e) => println!("NODE LEFT PARTIAL (the mark cannot be read: {e})\n"),
     }
 }
 
