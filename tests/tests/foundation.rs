@@ -462,7 +462,7 @@ fn bad_rows_fail_clearly_and_never_reach_a_shell() {
     let r = row(&server, old_unknown);
     assert_eq!(val(&r, "done"), "1");
     assert!(
-        val(&r, "result").starts_with("failed, server untouched: no dbjobs plugin on this node owns the task \"nosuchtask2\" (loaded: example, fail, panic)"),
+        val(&r, "result").starts_with("failed, server untouched: no dbjobs plugin on this node owns the task \"nosuchtask2\" (loaded: example, fail, fakerestore, panic, partial)"),
         "{r:?}"
     );
     assert!(runs(&log).is_empty());
@@ -651,5 +651,146 @@ fn progress_writes_never_block_the_job() {
     assert_eq!(
         (val(&r, "done"), val(&r, "result")),
         ("1".into(), format!("example job {id} done"))
+    );
+}
+
+/// `dbjobs jobs --json`, as rows.
+fn jobs_json(dbjobs: &Dbjobs) -> Vec<serde_json::Value> {
+    let out = dbjobs.run(&["jobs", "--json", "--limit", "50"]);
+    out.assert_code(0);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+fn json_row(rows: &[serde_json::Value], id: u64) -> serde_json::Value {
+    rows.iter()
+        .find(|r| r["id"] == serde_json::json!(id))
+        .unwrap_or_else(|| panic!("job {id} not listed: {rows:?}"))
+        .clone()
+}
+
+#[test]
+fn jobs_json_shows_the_kind_and_server_state_of_failed_jobs() {
+    let server = MariaDb::start();
+    let dir = example_dir();
+    let dbjobs = Dbjobs::new(&server, dir.path());
+    let ok = submit(&dbjobs, &["example"]);
+    let fail = submit(&dbjobs, &["fail"]);
+    let panic = submit(&dbjobs, &["panic"]);
+    dbjobs.run(&["run"]).assert_code(1);
+    let rows = jobs_json(&dbjobs);
+    let r = json_row(&rows, fail);
+    assert_eq!(
+        (&r["kind"], &r["server_state"]),
+        (&"tool".into(), &"unknown".into()),
+        "{r}"
+    );
+    let r = json_row(&rows, panic);
+    assert_eq!(r["kind"], "panic", "{r}");
+    let r = json_row(&rows, ok);
+    assert!(
+        r.get("kind").is_none() && r.get("server_state").is_none(),
+        "{r}"
+    );
+    // The outcomes are kept privately in state_dir.
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&server.state_dir()), 0o700);
+    assert_eq!(mode(&server.state_dir().join("outcomes.jsonl")), 0o600);
+
+    // replication-manager deletes rows and inserts new ones that may reuse an id: the outcome
+    // of the old job must not be shown for the new row.
+    server.exec(&format!(
+        "SET SESSION sql_log_bin=0; DELETE FROM {JOBS} WHERE id={fail}; \
+         INSERT INTO {JOBS}(id, task, port, start) VALUES ({fail}, 'fail', 0, NOW() - INTERVAL 1 DAY)"
+    ));
+    let r = json_row(&jobs_json(&dbjobs), fail);
+    assert!(r.get("kind").is_none(), "{r}");
+}
+
+#[test]
+fn a_node_left_partial_refuses_restores_until_cleared() {
+    let server = MariaDb::start();
+    let dir = example_dir();
+    let log = server.base_dir().join("example.log");
+    let dbjobs = Dbjobs::new(&server, dir.path()).set("example_log", log.to_str().unwrap());
+
+    let partial = submit(&dbjobs, &["partial"]);
+    dbjobs.run(&["run"]).assert_code(1);
+    let r = row(&server, partial);
+    assert_eq!(
+        val(&r, "result"),
+        format!("failed, server left partial: fixture restore of job {partial} stopped half-way - hint: check the tables, then restore again")
+    );
+    let j = json_row(&jobs_json(&dbjobs), partial);
+    assert_eq!(
+        (&j["kind"], &j["server_state"]),
+        (&"bad_input".into(), &"partial".into()),
+        "{j}"
+    );
+    let listing = dbjobs.run(&["jobs"]);
+    listing.assert_code(0);
+    assert!(
+        listing
+            .stdout
+            .starts_with(&format!("NODE LEFT PARTIAL by job {partial} (partial, ")),
+        "{}",
+        listing.stdout
+    );
+
+    // A restore is refused before its plugin runs; other tasks still run.
+    let refused = submit(&dbjobs, &["fakerestore"]);
+    let other = submit(&dbjobs, &["example"]);
+    let out = dbjobs.run(&["run"]);
+    out.assert_code(1);
+    let result = val(&row(&server, refused), "result");
+    let expected_start =
+        format!("failed, server untouched: this node was left partial by job {partial} (partial, ");
+    assert!(result.starts_with(&expected_start), "{result}");
+    assert!(
+        result.ends_with(&format!(
+            ": fixture restore of job {partial} stopped half-way) - hint: check the data, then run dbjobs clear-partial"
+        )),
+        "{result}"
+    );
+    assert!(
+        !out.stderr
+            .contains(&format!("job {refused} (fakerestore) started")),
+        "{}",
+        out.stderr
+    );
+    let j = json_row(&jobs_json(&dbjobs), refused);
+    assert_eq!(
+        (&j["kind"], &j["server_state"]),
+        (&"refused".into(), &"untouched".into()),
+        "{j}"
+    );
+    assert_eq!(runs(&log), BTreeMap::from([(other, 1)]));
+
+    // clear-partial says what it removed; then the restore runs.
+    let out = dbjobs.run(&["clear-partial"]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.starts_with(&format!(
+            "removed the partial mark of job {partial} (partial, "
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(!server.state_dir().join("partial.json").exists());
+    let out = dbjobs.run(&["clear-partial"]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.starts_with("no partial mark in "),
+        "{}",
+        out.stdout
+    );
+    assert!(!dbjobs.run(&["jobs"]).stdout.contains("NODE LEFT PARTIAL"));
+    let again = submit(&dbjobs, &["fakerestore"]);
+    dbjobs.run(&["run"]).assert_code(0);
+    assert_eq!(
+        val(&row(&server, again), "result"),
+        format!("fake restore of job {again} done")
     );
 }
