@@ -55,6 +55,7 @@ user=root
 example_log=$work/example.log
 backup_dir=$work/staging
 receive_bind=127.0.0.1
+state_dir=$work/state
 CNF
 dbjobs() { "$BIN/dbjobs" --defaults-file="$work/dbjobs.cnf" --plugin-dir="$work/plugins" "$@"; }
 

@@ -13,10 +13,14 @@
 //!                            runner ──run(job, host context)──▶ plugin .so (cdylib)
 //! ```
 //!
-//! Modules, one idea each: [`config`] (option files and settings), [`db`] (sessions and rows as
-//! text), [`queue`] (the table protocol), [`validate`] (row fields), [`loader`] (plugin
-//! libraries), [`context`] (what plugins call back into), [`runner`] (passes and the daemon),
-//! [`settings`] (the host's own settings, declared once).
+//! Modules, one idea each: [`config`] (connection options and settings with their origin),
+//! [`option_file`] (the option-file format as MariaDB reads it), [`settings`] (the host's own
+//! settings, declared once), [`setting_catalog`] (every declared setting: start-up checks),
+//! [`settings_doc`] (`dbjobs settings`), [`db`] (sessions and rows as text), [`queue`] (the
+//! table protocol), [`validate`] (row fields), [`loader`] (plugin libraries), [`context`]
+//! (what plugins call back into), [`runner`] (passes and the daemon), [`state_dir`] (what
+//! outlives a run), [`outcomes`] (how jobs ended, typed), [`node_state`] (the mark of a node
+//! left partial).
 
 pub mod config;
 pub mod context;

@@ -1,7 +1,9 @@
 //! The `dbjobs` command: a thin CLI over the `dbjobs` library.
 //!
 //! Exit status: 0 when every job succeeded or none was pending, 1 when a job failed, 2 on a
-//! configuration or connection error (with a message that says what to do).
+//! configuration or connection error (with a message that says what to do): an unreadable or
+//! ambiguous option file, an unknown setting name, a value of the wrong type, no plugin, no
+//! server.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
