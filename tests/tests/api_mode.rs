@@ -23,8 +23,9 @@ fn standin(server: &MariaDb) -> RepmanStandin {
     RepmanStandin::start(CLUSTER, &format!("127.0.0.1:{}", server.port()), SECRET)
 }
 
-/// dbjobs in API mode for `server`, talking to `rm`, receiving on `receive_port` (loopback
-/// only), with `plugins` and the settings `extra` (all in the option file).
+/// dbjobs in API mode for `server`, talking to `rm`, receiving on `receive_port`, with
+/// `plugins` and the settings `extra` (all in the option file; a setting none of `plugins`
+/// declares is refused, so an inbound test passes its `receive_bind` in `extra`).
 fn api_dbjobs(
     server: &MariaDb,
     rm: &RepmanStandin,
@@ -36,7 +37,6 @@ fn api_dbjobs(
     let mut settings = rm.settings();
     settings.push(("jobs_mode".into(), "api".into()));
     settings.push(("receive_port".into(), port));
-    settings.push(("receive_bind".into(), "127.0.0.1".into()));
     settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let pairs: Vec<(&str, &str)> = settings
         .iter()
@@ -166,7 +166,10 @@ fn a_reseed_from_the_api_reports_the_restore_object() {
         &rm,
         plugins.path(),
         port,
-        &[("backup_dir", backup_dir.path().to_str().unwrap())],
+        &[
+            ("backup_dir", backup_dir.path().to_str().unwrap()),
+            ("receive_bind", "127.0.0.1"),
+        ],
     )
     .timeout(WAIT);
     rm.need_inbound("reseedmariabackup", stream, port);
@@ -267,7 +270,10 @@ fn a_killed_api_job_is_reported_error_by_the_next_run() {
         &rm,
         plugins.path(),
         port,
-        &[("backup_dir", backup_dir.path().to_str().unwrap())],
+        &[
+            ("backup_dir", backup_dir.path().to_str().unwrap()),
+            ("receive_bind", "127.0.0.1"),
+        ],
     );
     rm.need("reseedmariabackup"); // nobody will send: the job waits until killed
     let child = d.spawn(&["run"]);
