@@ -20,6 +20,19 @@ const CLIENT_MAX_ALLOWED_PACKET: usize = 1 << 30;
 
 /// Open a session on the local server with `sql_log_bin=0`.
 pub fn connect(opts: &ConnectionOptions) -> Result<Conn> {
+    let mut conn = open(opts)?;
+    conn.query_drop("SET SESSION sql_log_bin=0").map_err(|e| {
+        Error::new(format!("cannot disable binary logging for the dbjobs session: {e}")).help(
+            "grant the dbjobs user the BINLOG ADMIN (or SUPER) privilege: writes to the job queue must not replicate",
+        )
+    })?;
+    Ok(conn)
+}
+
+/// Open a session on the local server as configured, without changing anything in it: for
+/// `dbjobs doctor`, which must be able to connect and then say which privilege is missing
+/// (every session that writes uses [`connect`]).
+pub fn open(opts: &ConnectionOptions) -> Result<Conn> {
     // Connect exactly where the configuration says, in one round trip after the handshake:
     // prefer_socket (the crate's default) asks the server for @@socket on every loopback
     // connection, and an unset max_allowed_packet makes the crate read the server's; the
@@ -37,17 +50,11 @@ pub fn connect(opts: &ConnectionOptions) -> Result<Conn> {
             .ip_or_hostname(opts.host.clone())
             .tcp_port(opts.port.unwrap_or(3306));
     }
-    let mut conn = Conn::new(b).map_err(|e| {
+    Conn::new(b).map_err(|e| {
         Error::new(format!("cannot connect to MariaDB at {}: {e}", opts.describe())).help(
             "check that the server runs, and the socket/host/port and credentials in [client] of --defaults-file (or --socket/--host/--port/--user)",
         )
-    })?;
-    conn.query_drop("SET SESSION sql_log_bin=0").map_err(|e| {
-        Error::new(format!("cannot disable binary logging for the dbjobs session: {e}")).help(
-            "grant the dbjobs user the BINLOG ADMIN (or SUPER) privilege: writes to the job queue must not replicate",
-        )
-    })?;
-    Ok(conn)
+    })
 }
 
 /// Run `sql` with `?` placeholders bound to `params` (text protocol when there are none, so any

@@ -20,13 +20,16 @@
 //! table protocol), [`validate`] (row fields), [`loader`] (plugin libraries), [`context`]
 //! (what plugins call back into), [`runner`] (passes and the daemon), [`state_dir`] (what
 //! outlives a run), [`outcomes`] (how jobs ended, typed), [`node_state`] (the mark of a node
-//! left partial).
+//! left partial), [`doctor`] (is the node ready?), [`manual`] (man pages and shell
+//! completions from the CLI definition).
 
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod doctor;
 pub mod error;
 pub mod loader;
+pub mod manual;
 pub mod node_state;
 pub mod option_file;
 pub mod outcomes;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use dbjobs::config::{ConnectionFlags, ConnectionOptions, OptionFile, Settings};
 use dbjobs::context::HostEnv;
 use dbjobs::loader::{Registry, DEFAULT_PLUGIN_DIR};
@@ -20,7 +20,7 @@ use dbjobs::setting_catalog::SettingCatalog;
 use dbjobs::settings::JobsMode;
 use dbjobs::source::api::ApiSource;
 use dbjobs::source::table::TableSource;
-use dbjobs::{runner, settings_doc, Error};
+use dbjobs::{doctor, manual, runner, settings_doc, Error};
 
 /// Runs replication-manager's node jobs (backups, log shipping, reseeds, ...) through plugins.
 #[derive(Parser, Debug)]
@@ -107,6 +107,32 @@ enum Command {
     /// Remove the mark of a node left partial by a failed job, after checking its data:
     /// restores are refused while it exists.
     ClearPartial,
+    /// Check that this node is ready for replication-manager's jobs: one line per check (ok,
+    /// warn, fail with what to do); exit 1 when one fails. Runs no job and changes nothing.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the man pages or the shell completions into DIR (for the package build); the
+    /// man page documents the settings of the plugins in --plugin-dir.
+    #[command(hide = true)]
+    Generate {
+        /// What to write.
+        #[arg(value_enum)]
+        what: Generated,
+        /// The directory to write into.
+        dir: PathBuf,
+    },
+}
+
+/// What `dbjobs generate` writes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Generated {
+    /// dbjobs.1 and a page per subcommand.
+    Man,
+    /// bash, zsh and fish completions.
+    Completions,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -130,7 +156,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Why the command stopped.
 enum Failure {
-    /// A job failed (exit 1).
+    /// A job failed, or a doctor check (exit 1).
     Jobs,
     /// Configuration or connection (exit 2).
     Setup(Error),
@@ -176,6 +202,39 @@ fn run(cli: Cli) -> Result<(), Failure> {
     dirs.extend(g.plugin_dirs.iter().cloned());
 
     match cli.command {
+        Command::Doctor { json } => {
+            let report = doctor::run(&doctor::Inputs {
+                connection: &connection,
+                settings: &settings,
+                plugin_dirs: &dirs,
+            });
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report.to_json()).expect("JSON of strings")
+                );
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.failed() {
+                return Err(Failure::Jobs);
+            }
+            Ok(())
+        }
+        Command::Generate { what, dir } => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::new(format!("cannot create {}: {e}", dir.display())))?;
+            let written = match what {
+                Generated::Man => {
+                    manual::write_man_pages(Cli::command(), &Registry::load(&g.plugin_dirs), &dir)?
+                }
+                Generated::Completions => manual::write_completions(Cli::command(), &dir)?,
+            };
+            for file in written {
+                println!("{}", file.display());
+            }
+            Ok(())
+        }
         Command::Plugins { json } => {
             let registry = Registry::load(&dirs);
             print_plugins(&registry, json);
@@ -469,7 +528,6 @@ fn print_jobs(rows: &[serde_json::Map<String, serde_json::Value>], json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {
