@@ -33,6 +33,8 @@ struct ToolSpec {
     version_arg: Option<&'static str>,
     /// How to install it.
     install: &'static str,
+    /// Why a node may well do without it; `None`: the tasks that start it fail without it.
+    optional: Option<&'static str>,
 }
 
 fn physical_restore(task: &str) -> bool {
@@ -56,6 +58,7 @@ const TOOLS: &[ToolSpec] = &[
         used_by: physical_restore,
         version_arg: Some("--help"),
         install: "apt-get install mariadb-backup (it ships mbstream)",
+        optional: None,
     },
     ToolSpec {
         role: "temporary-server",
@@ -64,6 +67,7 @@ const TOOLS: &[ToolSpec] = &[
         used_by: physical_restore,
         version_arg: Some("--version"),
         install: "apt-get install mariadb-server-core",
+        optional: None,
     },
     ToolSpec {
         role: "mariadb-client",
@@ -72,6 +76,7 @@ const TOOLS: &[ToolSpec] = &[
         used_by: any_restore,
         version_arg: Some("--version"),
         install: "apt-get install mariadb-client",
+        optional: None,
     },
     ToolSpec {
         role: "zfs",
@@ -80,6 +85,7 @@ const TOOLS: &[ToolSpec] = &[
         used_by: |t| t == "zfssnapback",
         version_arg: None,
         install: "apt-get install zfsutils-linux",
+        optional: Some("replication-manager only queues zfssnapback for a datadir on ZFS"),
     },
 ];
 
@@ -100,6 +106,7 @@ pub fn check(node: &Node<'_>) -> Vec<Check> {
             setting: spec.setting,
             version_arg: spec.version_arg,
             install: spec.install,
+            optional: spec.optional,
         };
         checks.push(lookup.check(&users));
     }
@@ -129,6 +136,8 @@ struct Lookup<'a> {
     version_arg: Option<&'a str>,
     /// How to install it, for the fix.
     install: &'a str,
+    /// Why a missing one is only a warning (see [`ToolSpec::optional`]).
+    optional: Option<&'a str>,
 }
 
 /// A tool as a job would find it.
@@ -170,11 +179,20 @@ impl Lookup<'_> {
     }
 
     fn not_found(&self, e: &JobError, users: &[String]) -> Check {
-        Check::fail(
-            format!("tool {}", self.role),
-            format!("{} (needed by {})", e.message, users.join(", ")),
-            format!("{}, or set {} to its path", self.install, self.setting),
-        )
+        let name = format!("tool {}", self.role);
+        let fix = format!("{}, or set {} to its path", self.install, self.setting);
+        match self.optional {
+            Some(why) => Check::warn(
+                name,
+                format!("{} ({} would fail; {why})", e.message, users.join(", ")),
+                fix,
+            ),
+            None => Check::fail(
+                name,
+                format!("{} (needed by {})", e.message, users.join(", ")),
+                fix,
+            ),
+        }
     }
 }
 
@@ -199,6 +217,7 @@ fn backup_tool(node: &Node<'_>) -> Option<Check> {
         setting: "backup_tool",
         version_arg: Some("--version"),
         install: "apt-get install mariadb-backup (percona-xtrabackup for MySQL)",
+        optional: None,
     };
     let tool = match lookup.locate() {
         Ok(tool) => tool,
@@ -270,6 +289,9 @@ fn service_commands(node: &Node<'_>) -> Vec<Check> {
             setting,
             version_arg: None,
             install: "install the program the command names",
+            optional: (!full_restore).then_some(
+                "only the service tasks need it, which replication-manager queues in its API mode",
+            ),
         }
         .check(&users),
         Err(e) => Check::fail(
