@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what dbjobs's tests, demo and benchmark need on a Debian machine, when it is missing:
 # MariaDB server, client and backup tools, socat and gzip (the reference pipeline of the
-# benchmark). As root it uses apt; otherwise it names what to install and fails.
+# benchmark), systemd's analyzer and dpkg (the package tests), cargo-deb (scripts/package.sh).
+# As root it uses apt; otherwise it names what to install and fails.
 set -euo pipefail
 
 need_pkgs=()
@@ -16,6 +17,9 @@ have mbstream || need_pkgs+=(mariadb-backup)
 have socat || need_pkgs+=(socat)
 have gzip || need_pkgs+=(gzip)
 have gcc || need_pkgs+=(gcc)
+have systemd-analyze || need_pkgs+=(systemd)
+have dpkg-deb || need_pkgs+=(dpkg)
+have strip || need_pkgs+=(binutils)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     # shellcheck disable=SC2207
@@ -48,5 +52,12 @@ if ! command -v cargo >/dev/null 2>&1; then
     sh /tmp/rustup-init.sh -y --profile minimal --default-toolchain stable >/dev/null
     rm -f /tmp/rustup-init.sh
     export PATH="$HOME/.cargo/bin:$PATH"
+fi
+# cargo-deb builds the Debian package (scripts/package.sh); pinned so the package build does
+# not change under the tests.
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+    echo "setup: installing cargo-deb $CARGO_DEB_VERSION with cargo install"
+    cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet
 fi
 echo "setup: $(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version), $(cargo --version)"
