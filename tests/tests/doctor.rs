@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dbjobs_tests::fake_zfs::install_script;
+use dbjobs_tests::repman_standin::RepmanStandin;
 use dbjobs_tests::{free_port, plugin_dir, plugin_file, Dbjobs, MariaDb};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -367,4 +368,149 @@ fn a_full_backup_dir_file_system_fails_the_floor() {
         "{message}"
     );
     assert!(fix.contains("backup_dir"), "{fix}");
+}
+
+/// The secret replication-manager holds for the test server.
+const REPMAN_SECRET: &str = "rm \"doctor\" secret";
+
+/// A stand-in of replication-manager's API that monitors `server` as `127.0.0.1:<port>`, and
+/// dbjobs configured for it (the secret in the option file, never on the command line).
+fn with_standin(server: &MariaDb, plugins: &Path, secret: &str) -> (RepmanStandin, Dbjobs) {
+    let rm = RepmanStandin::start(
+        "cluster1",
+        &format!("127.0.0.1:{}", server.port()),
+        REPMAN_SECRET,
+    );
+    let mut settings = rm.settings();
+    settings.retain(|(k, _)| k != "repman_password");
+    settings.push(("repman_password".into(), secret.into()));
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let cnf = server.defaults_file_with(&pairs);
+    let d = dbjobs(server, plugins).defaults_file(&cnf);
+    (rm, d)
+}
+
+/// The pin files in the server's state_dir.
+fn pins(server: &MariaDb) -> Vec<String> {
+    fs::read_dir(server.state_dir())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("repman-cert-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn replication_manager_is_reachable_trusted_and_accepts_the_login() {
+    let server = MariaDb::start();
+    let plugins = packaged_plugins();
+    let (mut rm, d) = with_standin(&server, plugins.path(), REPMAN_SECRET);
+
+    // First contact: the certificate is shown, not pinned (doctor writes nothing), and the
+    // login goes through trusting exactly that certificate.
+    let doctor = Doctor::run(&d);
+    assert_eq!(doctor.failed(), Vec::<String>::new(), "{}", doctor.stdout);
+    assert_eq!(doctor.status, 0);
+    assert_eq!(
+        doctor.check("repman reachable")["status"],
+        "ok",
+        "{}",
+        doctor.stdout
+    );
+    assert_eq!(
+        doctor.check("repman login")["status"],
+        "ok",
+        "{}",
+        doctor.stdout
+    );
+    let cert = doctor.check("repman certificate");
+    assert_eq!(cert["status"], "warn", "{}", doctor.stdout);
+    let message = cert["message"].as_str().unwrap();
+    assert!(message.contains("not pinned yet"), "{message}");
+    let seen = message
+        .strip_prefix("SHA-256 ")
+        .and_then(|m| m.split(',').next())
+        .expect("the certificate's SHA-256 is shown")
+        .to_string();
+    assert_eq!(seen.len(), 64, "{message}");
+    assert_eq!(pins(&server), Vec::<String>::new(), "doctor pinned nothing");
+    assert!(
+        rm.calls()
+            .iter()
+            .any(|(path, status)| path.ends_with("secret-login") && *status == 200),
+        "{:?}",
+        rm.calls()
+    );
+
+    // Pinned as doctor suggested: verified.
+    let pinned = d.clone().set("repman_cert_sha256", &seen);
+    let doctor = Doctor::run(&pinned);
+    assert_eq!(doctor.status, 0, "{}", doctor.stdout);
+    assert_eq!(
+        doctor.check("repman certificate")["status"],
+        "ok",
+        "{}",
+        doctor.stdout
+    );
+
+    // Another certificate than the pinned one: that check alone fails, and no login is tried
+    // over a connection that is not trusted.
+    rm.rotate_certificate();
+    let logins = rm.calls().len();
+    let doctor = Doctor::run(&pinned);
+    let (message, fix) = doctor.only_failure("repman certificate");
+    assert!(
+        message.contains("not the pinned repman_cert_sha256"),
+        "{message}"
+    );
+    assert!(fix.contains("re-pin"), "{fix}");
+    assert!(
+        doctor.checks.iter().all(|c| c["check"] != "repman login"),
+        "{}",
+        doctor.stdout
+    );
+    assert_eq!(
+        rm.calls().len(),
+        logins,
+        "nothing was sent to the other certificate"
+    );
+}
+
+#[test]
+fn a_wrong_secret_fails_the_login_alone() {
+    let server = MariaDb::start();
+    let plugins = packaged_plugins();
+    let (_rm, d) = with_standin(&server, plugins.path(), "not the secret");
+    let doctor = Doctor::run(&d);
+    let (message, fix) = doctor.only_failure("repman login");
+    assert!(message.contains("refused the secret"), "{message}");
+    assert!(fix.contains("repman_password"), "{fix}");
+}
+
+#[test]
+fn an_unreachable_replication_manager_fails_reachable_alone() {
+    let server = MariaDb::start();
+    let plugins = packaged_plugins();
+    let api = format!("https://127.0.0.1:{}", free_port());
+    let monitored = format!("127.0.0.1:{}", server.port());
+    let cnf = server.defaults_file_with(&[
+        ("repman_api", &api),
+        ("repman_cluster", "cluster1"),
+        ("repman_server", &monitored),
+        ("repman_password", REPMAN_SECRET),
+    ]);
+    let d = dbjobs(&server, plugins.path()).defaults_file(&cnf);
+    let doctor = Doctor::run(&d);
+    let (message, fix) = doctor.only_failure("repman reachable");
+    assert!(
+        message.contains("cannot reach replication-manager"),
+        "{message}"
+    );
+    assert!(fix.contains("repman_api"), "{fix}");
 }

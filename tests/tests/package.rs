@@ -25,6 +25,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use dbjobs_tests::fake_zfs::{install_script, sh_quote};
+use dbjobs_tests::repman_standin::RepmanStandin;
 use dbjobs_tests::rm_listener::{ListenMode, RmListener};
 use dbjobs_tests::sender::{job_row, wait_job_finished};
 use dbjobs_tests::{
@@ -561,15 +562,14 @@ fn the_ssh_stub_runs_a_pass_with_replication_managers_variables() {
     )
     .unwrap();
     let (bin, record) = recording_dbjobs(work.path());
+    let monitored = format!("127.0.0.1:{}", server.port());
+    let rm = RepmanStandin::start("cluster1", &monitored, NASTY_PASSWORD);
 
     let env = ssh_env_line(&[
         ("REPLICATION_MANAGER_HOST_USER", "repman".into()),
         ("REPLICATION_MANAGER_HOST_PASSWORD", NASTY_PASSWORD.into()),
         ("MYSQL_ROOT_PASSWORD", NASTY_PASSWORD.into()),
-        (
-            "REPLICATION_MANAGER_URL",
-            format!("https://127.0.0.1:{}", free_port()),
-        ),
+        ("REPLICATION_MANAGER_URL", rm.api()),
         ("REPLICATION_MANAGER_URL_HOST", "127.0.0.1".into()),
         ("REPLICATION_MANAGER_USER", "admin".into()),
         ("REPLICATION_MANAGER_PASSWORD", "repman".into()),
@@ -604,6 +604,13 @@ fn the_ssh_stub_runs_a_pass_with_replication_managers_variables() {
     assert!(
         row.succeeded(),
         "the optimize job did not succeed: {row:?}\n{log}"
+    );
+    // The live log reached replication-manager under the name, cluster and secret it
+    // exported (it drops lines of a server it does not know).
+    let lines = rm.log_lines("optimize");
+    assert!(
+        lines.iter().any(|l| l == "Job optimize initiated"),
+        "{lines:?}\n{log}"
     );
     let argv = fs::read_to_string(&record).unwrap();
     assert!(
@@ -654,8 +661,14 @@ fn the_container_launcher_runs_the_daemon_with_the_containers_password() {
     let (plugins, id) = optimize_setup(&server);
     let work = tempfile::tempdir().unwrap();
     let jobs_datadir = work.path().join("jobs");
-    // The launcher as replication-manager ships it: its placeholders filled (the URL, log
-    // paths and the rest left as they are, so the launcher must ignore them).
+    let rm = RepmanStandin::start(
+        "cluster1",
+        &format!("127.0.0.1:{}", server.port()),
+        NASTY_PASSWORD,
+    );
+    let repman_addr = rm.api().trim_start_matches("https://").to_string();
+    // The launcher as replication-manager ships it: its placeholders filled (the log paths and
+    // the tools directory left as they are, so the launcher must ignore them).
     let template =
         fs::read_to_string(workspace().join("core/packaging/recipes/container-launcher.sh"))
             .unwrap();
@@ -665,6 +678,7 @@ fn the_container_launcher_runs_the_daemon_with_the_containers_password() {
         .replace("%%ENV:SERVER_HOST%%", "127.0.0.1")
         .replace("%%ENV:SERVER_PORT%%", &server.port().to_string())
         .replace("%%ENV:SVC_NAMESPACE%%", "cluster1")
+        .replace("%%ENV:SVC_CONF_ENV_REPLICATION_MANAGER_URL%%", &repman_addr)
         .replace(
             "%%ENV:SVC_CONF_ENV_JOBS_DATADIR%%",
             &jobs_datadir.display().to_string(),
@@ -689,6 +703,17 @@ fn the_container_launcher_runs_the_daemon_with_the_containers_password() {
     let mut daemon = Group(cmd.spawn().expect("start the launcher"));
     let row = wait_job_finished(&server, id, Duration::from_secs(60));
     assert!(row.succeeded(), "the daemon's job did not succeed: {row:?}");
+    // The container's password is also the secret replication-manager knows it by.
+    wait_for(
+        "the job's log at replication-manager",
+        Duration::from_secs(30),
+        || {
+            rm.log_lines("optimize")
+                .iter()
+                .any(|l| l == "Job optimize initiated")
+                .then_some(())
+        },
+    );
 
     // The launcher became the daemon; neither its command line nor its environment holds
     // the password, which is only in the 0600 option file of the 0700 state directory.

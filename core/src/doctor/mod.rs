@@ -11,8 +11,9 @@
 //! against their declarations), [`plugins`] (directories, files, what loaded), [`privileges`]
 //! (what the owned tasks need, named), [`job_table`] (the queue and its layout), [`tools`]
 //! (found, versions, the backup tool against the server), [`dirs`] (datadir, backup_dir,
-//! state_dir: writable, free space against `min_free_mb`), [`receive_port`] and [`logs`]
-//! (the files the log tasks ship).
+//! state_dir: writable, free space against `min_free_mb`), [`receive_port`], [`logs`]
+//! (the files the log tasks ship) and, when `repman_api` is set, [`repman`] (reachable,
+//! certificate as trusted, login accepted).
 //!
 //! What a check needs to know about the node (its session, the server's facts, the loaded
 //! plugins and the settings they declare) is gathered once in a [`Node`].
@@ -25,6 +26,7 @@ mod node;
 mod plugins;
 mod privileges;
 mod receive_port;
+mod repman;
 mod report;
 mod tools;
 mod values;
@@ -62,5 +64,6 @@ pub fn run(inputs: &Inputs<'_>) -> Report {
     report.extend(dirs::check(&node));
     report.extend(receive_port::check(&node));
     report.extend(logs::check(&node));
+    report.extend(repman::check(&node, inputs.connection.password.as_deref()));
     report
 }
