@@ -459,6 +459,15 @@ fn replication_manager_is_reachable_trusted_and_accepts_the_login() {
         doctor.stdout
     );
 
+    // In API mode there is no job table to look at.
+    let api_mode = Doctor::run(&pinned.clone().set("jobs_mode", "api"));
+    assert_eq!(api_mode.status, 0, "{}", api_mode.stdout);
+    let table = api_mode.check("job-table")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(table.starts_with("not used"), "{table}");
+
     // Another certificate than the pinned one: that check alone fails, and no login is tried
     // over a connection that is not trusted.
     rm.rotate_certificate();

@@ -6,6 +6,7 @@
 use super::node::{Node, Server};
 use super::report::Check;
 use crate::queue::{detect_layout, SCHEMA};
+use crate::settings::JobsMode;
 
 /// The columns every layout has and dbjobs reads or writes (PROTOCOL.md §1).
 const REQUIRED_COLUMNS: &[&str] = &[
@@ -14,6 +15,12 @@ const REQUIRED_COLUMNS: &[&str] = &[
 
 /// One line: the layout found and the unfinished rows, or what is wrong.
 pub fn check(node: &Node<'_>) -> Vec<Check> {
+    if node.host.jobs_mode == JobsMode::Api {
+        return vec![Check::ok(
+            "job-table",
+            "not used: jobs come from replication-manager's API (jobs_mode=api)",
+        )];
+    }
     let Some(server) = &node.server else {
         return vec![Check::not_connected("job-table")];
     };

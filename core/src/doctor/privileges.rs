@@ -12,6 +12,7 @@ use dbjobs_kit::server::Vendor;
 use super::node::{Node, Server};
 use super::report::Check;
 use crate::queue::SCHEMA;
+use crate::settings::JobsMode;
 
 /// A global privilege a task needs.
 #[derive(Clone, Copy, Debug)]
@@ -179,10 +180,11 @@ pub fn check(node: &Node<'_>) -> Vec<Check> {
             }
         }
     }
+    // In API mode there is no job table to write.
     let schema_missing: Vec<&str> = QUEUE_SCHEMA
         .iter()
         .copied()
-        .filter(|p| !grants.has_on_queue_schema(p))
+        .filter(|p| node.host.jobs_mode == JobsMode::Sql && !grants.has_on_queue_schema(p))
         .collect();
     verdict(
         server,
@@ -190,6 +192,7 @@ pub fn check(node: &Node<'_>) -> Vec<Check> {
         &missing,
         &schema_missing,
         node.tasks().count(),
+        node.host.jobs_mode == JobsMode::Sql,
     )
 }
 
@@ -203,15 +206,20 @@ fn verdict(
     missing: &Missing,
     schema_missing: &[&str],
     tasks: usize,
+    uses_table: bool,
 ) -> Vec<Check> {
     if missing.is_empty() && schema_missing.is_empty() {
+        let table = if uses_table {
+            format!(", and {} on {SCHEMA}", QUEUE_SCHEMA.join(", "))
+        } else {
+            String::new()
+        };
         return vec![Check::ok(
             "privileges",
             format!(
-                "{} has what the {tasks} owned task(s) and the job table need: {}, and {} on {SCHEMA}",
+                "{} has what the {tasks} owned task(s) and dbjobs' sessions need: {}{table}",
                 server.account,
                 checked.iter().copied().collect::<Vec<_>>().join(", "),
-                QUEUE_SCHEMA.join(", ")
             ),
         )];
     }
