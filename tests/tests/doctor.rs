@@ -110,26 +110,7 @@ fn a_healthy_node_passes_every_check() {
     let plugins = packaged_plugins();
     let d = dbjobs(&server, plugins.path());
 
-    // A fresh node: nothing fails; the missing job table is a warning, and doctor leaves it
-    // missing (it writes nothing).
-    let fresh = Doctor::run(&d);
-    assert_eq!(fresh.failed(), Vec::<String>::new(), "{}", fresh.stdout);
-    assert_eq!(fresh.status, 0, "{}", fresh.stdout);
-    assert_eq!(
-        fresh.check("job-table")["status"],
-        "warn",
-        "{}",
-        fresh.stdout
-    );
-    assert_eq!(
-        server
-            .query_value(
-                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='replication_manager_schema'"
-            )
-            .as_deref(),
-        Some("0"),
-        "doctor must not create the job table"
-    );
+    a_fresh_node_passes_and_is_left_as_it_was(&d, &server);
 
     // Once the table exists (replication-manager or the first pass creates it).
     d.run(&["init"]).assert_code(0);
@@ -180,13 +161,40 @@ fn a_healthy_node_passes_every_check() {
         .count();
     assert_eq!(plugin_lines, PACKAGED_PLUGINS.len(), "{}", doctor.stdout);
 
-    // The text form: one line per check, the counts last.
+    the_text_form_is_one_line_per_check(&d, doctor.checks.len());
+}
+
+/// A fresh node: nothing fails; the missing job table is a warning, and doctor leaves it
+/// missing (it writes nothing).
+fn a_fresh_node_passes_and_is_left_as_it_was(d: &Dbjobs, server: &MariaDb) {
+    let fresh = Doctor::run(d);
+    assert_eq!(fresh.failed(), Vec::<String>::new(), "{}", fresh.stdout);
+    assert_eq!(fresh.status, 0, "{}", fresh.stdout);
+    assert_eq!(
+        fresh.check("job-table")["status"],
+        "warn",
+        "{}",
+        fresh.stdout
+    );
+    assert_eq!(
+        server
+            .query_value(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='replication_manager_schema'"
+            )
+            .as_deref(),
+        Some("0"),
+        "doctor must not create the job table"
+    );
+}
+
+/// The text form: one line per check, the counts last.
+fn the_text_form_is_one_line_per_check(d: &Dbjobs, checks: usize) {
     let out = d.run(&["doctor"]);
     out.assert_code(0);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), doctor.checks.len() + 1, "{}", out.stdout);
+    assert_eq!(lines.len(), checks + 1, "{}", out.stdout);
     assert!(
-        lines[..doctor.checks.len()]
+        lines[..checks]
             .iter()
             .all(|l| l.starts_with("ok ") || l.starts_with("warn ")),
         "{}",
@@ -406,15 +414,14 @@ fn pins(server: &MariaDb) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[test]
-fn replication_manager_is_reachable_trusted_and_accepts_the_login() {
-    let server = MariaDb::start();
-    let plugins = packaged_plugins();
-    let (mut rm, d) = with_standin(&server, plugins.path(), REPMAN_SECRET);
-
-    // First contact: the certificate is shown, not pinned (doctor writes nothing), and the
-    // login goes through trusting exactly that certificate.
-    let doctor = Doctor::run(&d);
+/// First contact: the certificate is shown, not pinned (doctor writes nothing), and the
+/// login goes through trusting exactly that certificate; returns its SHA-256.
+fn a_first_contact_shows_the_certificate_and_pins_nothing(
+    d: &Dbjobs,
+    server: &MariaDb,
+    rm: &RepmanStandin,
+) -> String {
+    let doctor = Doctor::run(d);
     assert_eq!(doctor.failed(), Vec::<String>::new(), "{}", doctor.stdout);
     assert_eq!(doctor.status, 0);
     assert_eq!(
@@ -439,7 +446,7 @@ fn replication_manager_is_reachable_trusted_and_accepts_the_login() {
         .expect("the certificate's SHA-256 is shown")
         .to_string();
     assert_eq!(seen.len(), 64, "{message}");
-    assert_eq!(pins(&server), Vec::<String>::new(), "doctor pinned nothing");
+    assert_eq!(pins(server), Vec::<String>::new(), "doctor pinned nothing");
     assert!(
         rm.calls()
             .iter()
@@ -447,6 +454,16 @@ fn replication_manager_is_reachable_trusted_and_accepts_the_login() {
         "{:?}",
         rm.calls()
     );
+    seen
+}
+
+#[test]
+fn replication_manager_is_reachable_trusted_and_accepts_the_login() {
+    let server = MariaDb::start();
+    let plugins = packaged_plugins();
+    let (mut rm, d) = with_standin(&server, plugins.path(), REPMAN_SECRET);
+
+    let seen = a_first_contact_shows_the_certificate_and_pins_nothing(&d, &server, &rm);
 
     // Pinned as doctor suggested: verified.
     let pinned = d.clone().set("repman_cert_sha256", &seen);

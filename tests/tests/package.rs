@@ -427,21 +427,38 @@ fn run_through_the_installed_package(root: &Root) {
     )
     .unwrap();
     drop(f);
-    let bin = root.path("/usr/bin/dbjobs");
-    let plugins = root.path("/usr/lib/dbjobs/plugins");
-    let dbjobs = |args: &[&str]| {
-        Command::new(&bin)
+    let installed = Installed {
+        bin: root.path("/usr/bin/dbjobs"),
+        cnf,
+        plugins: root.path("/usr/lib/dbjobs/plugins"),
+    };
+    installed_doctor_passes(&installed);
+    installed_backup_arrives(&installed, &server);
+}
+
+/// The installed binary, option file and plugins.
+struct Installed {
+    bin: PathBuf,
+    cnf: PathBuf,
+    plugins: PathBuf,
+}
+
+impl Installed {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
             .arg("--defaults-file")
-            .arg(&cnf)
+            .arg(&self.cnf)
             .arg("--plugin-dir")
-            .arg(&plugins)
+            .arg(&self.plugins)
             .args(args)
             .env("RUST_LOG", "info")
             .output()
             .expect("run the installed dbjobs")
-    };
+    }
+}
 
-    let doctor = dbjobs(&["doctor"]);
+fn installed_doctor_passes(installed: &Installed) {
+    let doctor = installed.run(&["doctor"]);
     let report = text(&doctor.stdout);
     assert_eq!(
         doctor.status.code(),
@@ -452,17 +469,20 @@ fn run_through_the_installed_package(root: &Root) {
     assert!(
         report.contains(&format!(
             "ok    plugin-dir {}: owner root, mode 0755, {} library file(s)",
-            plugins.display(),
+            installed.plugins.display(),
             packaged_plugins().len()
         )),
         "{report}"
     );
     assert!(report.contains("ok    tool backup: "), "{report}");
+}
 
+/// A mariabackup job streams a whole backup that mbstream extracts.
+fn installed_backup_arrives(installed: &Installed, server: &MariaDb) {
     let received = tempfile::tempdir().unwrap();
     let listener = RmListener::start(&received.path().join("backup.xbstream"), ListenMode::Full);
     let port = listener.port().to_string();
-    let submitted = dbjobs(&[
+    let submitted = installed.run(&[
         "submit",
         "mariabackup",
         "--server",
@@ -472,9 +492,9 @@ fn run_through_the_installed_package(root: &Root) {
     ]);
     assert!(submitted.status.success(), "{}", text(&submitted.stderr));
     let id: u64 = text(&submitted.stdout).trim().parse().unwrap();
-    let pass = dbjobs(&["run"]);
+    let pass = installed.run(&["run"]);
     assert_eq!(pass.status.code(), Some(0), "{}", text(&pass.stderr));
-    let row = job_row(&server, id);
+    let row = job_row(server, id);
     assert!(row.succeeded(), "the backup job failed: {row:?}");
     let stream = listener.finish().expect("the backup arrived");
     assert!(
@@ -578,25 +598,15 @@ fn the_ssh_stub_runs_a_pass_with_replication_managers_variables() {
         ("REPLICATION_MANAGER_CLUSTER_NAME", "cluster1".into()),
         ("REPLICATION_MANAGER_JOBS_MODE", "sql".into()),
     ]);
-    let stub =
-        fs::read_to_string(workspace().join("core/packaging/recipes/repman-ssh-job.sh")).unwrap();
-    let mut shell = Command::new("sh")
-        .env("DBJOBS_BIN", &bin)
-        .env("DBJOBS_CONFIG", &base)
-        .env("DBJOBS_PLUGIN_DIR", plugins.path())
-        .env("TMPDIR", work.path())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sh");
-    // What replication-manager writes into the SSH session: its exports, then the script.
-    let mut stdin = shell.stdin.take().unwrap();
-    stdin.write_all(env.as_bytes()).unwrap();
-    stdin.write_all(stub.as_bytes()).unwrap();
-    drop(stdin);
-    let out = shell.wait_with_output().unwrap();
+    let out = ssh_session(
+        &env,
+        &[
+            ("DBJOBS_BIN", bin.as_os_str()),
+            ("DBJOBS_CONFIG", base.as_os_str()),
+            ("DBJOBS_PLUGIN_DIR", plugins.path().as_os_str()),
+            ("TMPDIR", work.path().as_os_str()),
+        ],
+    );
     let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "the stub's pass failed:\n{log}");
 
@@ -612,14 +622,40 @@ fn the_ssh_stub_runs_a_pass_with_replication_managers_variables() {
         lines.iter().any(|l| l == "Job optimize initiated"),
         "{lines:?}\n{log}"
     );
-    let argv = fs::read_to_string(&record).unwrap();
+    assert_no_secret_left(&record, work.path(), &log);
+}
+
+/// What replication-manager does over SSH, without SSH: its export line, then the stub, on
+/// the standard input of the node's shell (with the node's own environment `node_env`).
+fn ssh_session(exports: &str, node_env: &[(&str, &std::ffi::OsStr)]) -> Output {
+    let stub =
+        fs::read_to_string(workspace().join("core/packaging/recipes/repman-ssh-job.sh")).unwrap();
+    let mut shell = Command::new("sh")
+        .envs(node_env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sh");
+    let mut stdin = shell.stdin.take().unwrap();
+    stdin.write_all(exports.as_bytes()).unwrap();
+    stdin.write_all(stub.as_bytes()).unwrap();
+    drop(stdin);
+    shell.wait_with_output().unwrap()
+}
+
+/// The secrets reached neither dbjobs' command line nor the log; the option file was 0600
+/// and is gone with its private directory.
+fn assert_no_secret_left(record: &Path, work: &Path, log: &str) {
+    let argv = fs::read_to_string(record).unwrap();
     assert!(
         !argv.contains("s3cr"),
         "a secret reached dbjobs' command line:\n{argv}"
     );
     assert!(!log.contains("s3cr"), "a secret reached the log:\n{log}");
     assert!(
-        argv.contains("\nmode 600\n") || argv.ends_with("mode 600\n"),
+        argv.lines().any(|l| l == "mode 600"),
         "the option file is 0600:\n{argv}"
     );
     assert!(argv.lines().any(|l| l == "run"), "one pass:\n{argv}");
@@ -632,15 +668,12 @@ fn the_ssh_stub_runs_a_pass_with_replication_managers_variables() {
         !Path::new(cnf).exists(),
         "the option file {cnf} is removed after the pass"
     );
-    assert_eq!(
-        fs::read_dir(work.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("dbjobs-ssh."))
-            .count(),
-        0,
-        "the private directory is removed after the pass"
-    );
+    let left = fs::read_dir(work)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("dbjobs-ssh."))
+        .count();
+    assert_eq!(left, 0, "the private directory is removed after the pass");
 }
 
 /// Kills a spawned process group when dropped (the launcher's daemon, on a failed test).
@@ -667,27 +700,21 @@ fn the_container_launcher_runs_the_daemon_with_the_containers_password() {
         NASTY_PASSWORD,
     );
     let repman_addr = rm.api().trim_start_matches("https://").to_string();
-    // The launcher as replication-manager ships it: its placeholders filled (the log paths and
-    // the tools directory left as they are, so the launcher must ignore them).
-    let template =
-        fs::read_to_string(workspace().join("core/packaging/recipes/container-launcher.sh"))
-            .unwrap();
-    let launcher = work.path().join("dbjobs_launcher");
-    let filled = template
-        .replace("%%ENV:SVC_CONF_ENV_MYSQL_ROOT_USER%%", "ctr")
-        .replace("%%ENV:SERVER_HOST%%", "127.0.0.1")
-        .replace("%%ENV:SERVER_PORT%%", &server.port().to_string())
-        .replace("%%ENV:SVC_NAMESPACE%%", "cluster1")
-        .replace("%%ENV:SVC_CONF_ENV_REPLICATION_MANAGER_URL%%", &repman_addr)
-        .replace(
-            "%%ENV:SVC_CONF_ENV_JOBS_DATADIR%%",
-            &jobs_datadir.display().to_string(),
-        )
-        .replace(
-            "%%ENV:SVC_CONF_ENV_SST_RECEIVER_PORT%%",
-            &free_port().to_string(),
-        );
-    fs::write(&launcher, filled).unwrap();
+    let launcher = filled_launcher(
+        work.path(),
+        &[
+            ("SVC_CONF_ENV_MYSQL_ROOT_USER", "ctr".into()),
+            ("SERVER_HOST", "127.0.0.1".into()),
+            ("SERVER_PORT", server.port().to_string()),
+            ("SVC_NAMESPACE", "cluster1".into()),
+            ("SVC_CONF_ENV_REPLICATION_MANAGER_URL", repman_addr),
+            (
+                "SVC_CONF_ENV_JOBS_DATADIR",
+                jobs_datadir.display().to_string(),
+            ),
+            ("SVC_CONF_ENV_SST_RECEIVER_PORT", free_port().to_string()),
+        ],
+    );
 
     let mut cmd = Command::new("bash");
     cmd.arg(&launcher)
@@ -715,28 +742,11 @@ fn the_container_launcher_runs_the_daemon_with_the_containers_password() {
         },
     );
 
-    // The launcher became the daemon; neither its command line nor its environment holds
-    // the password, which is only in the 0600 option file of the 0700 state directory.
-    let pid = daemon.0.id();
-    let cmdline = text(&fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
-    assert!(cmdline.contains(" daemon --interval 200ms"), "{cmdline}");
-    assert!(!cmdline.contains("s3cr"), "{cmdline}");
-    let environ = text(&fs::read(format!("/proc/{pid}/environ")).unwrap());
-    assert!(
-        !environ.contains("MYSQL_ROOT_PASSWORD") && !environ.contains("s3cr"),
-        "the password stays out of dbjobs' environment"
-    );
-    let state = jobs_datadir.join("dbjobs");
-    assert_eq!(mode(&state), 0o700);
-    let cnf = state.join("container-launcher.cnf");
-    assert_eq!(mode(&cnf), 0o600);
-    assert!(fs::read_to_string(&cnf)
-        .unwrap()
-        .contains("repman_cluster=\"cluster1\""));
+    assert_password_only_in_the_option_file(daemon.0.id(), &jobs_datadir.join("dbjobs"));
 
     // The container's SIGTERM reaches dbjobs, which stops cleanly.
     // SAFETY: plain syscall on our child.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    unsafe { libc::kill(daemon.0.id() as libc::pid_t, libc::SIGTERM) };
     let status = wait_for(
         "the daemon to stop after SIGTERM",
         Duration::from_secs(60),
@@ -748,4 +758,41 @@ fn the_container_launcher_runs_the_daemon_with_the_containers_password() {
     }
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("s3cr"), "{stderr}");
+}
+
+/// The launcher as replication-manager ships it: the placeholders `%%ENV:<name>%%` of `filled`
+/// replaced (the others, the log paths and the tools directory, left as they are, so the
+/// launcher must ignore them), written into `dir`.
+fn filled_launcher(dir: &Path, filled: &[(&str, String)]) -> PathBuf {
+    let mut text =
+        fs::read_to_string(workspace().join("core/packaging/recipes/container-launcher.sh"))
+            .unwrap();
+    for (name, value) in filled {
+        text = text.replace(&format!("%%ENV:{name}%%"), value);
+    }
+    let launcher = dir.join("dbjobs_launcher");
+    fs::write(&launcher, text).unwrap();
+    launcher
+}
+
+/// The launcher became the daemon `pid`; neither its command line nor its environment holds
+/// the password, which is only in the 0600 option file of the 0700 state directory.
+fn assert_password_only_in_the_option_file(pid: u32, state: &Path) {
+    let cmdline = text(&fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
+    assert!(cmdline.contains(" daemon --interval 200ms"), "{cmdline}");
+    assert!(!cmdline.contains("s3cr"), "{cmdline}");
+    let environ = text(&fs::read(format!("/proc/{pid}/environ")).unwrap());
+    assert!(
+        !environ.contains("MYSQL_ROOT_PASSWORD") && !environ.contains("s3cr"),
+        "the password stays out of dbjobs' environment"
+    );
+    assert_eq!(mode(state), 0o700);
+    let cnf = state.join("container-launcher.cnf");
+    assert_eq!(mode(&cnf), 0o600);
+    let options = fs::read_to_string(&cnf).unwrap();
+    assert!(options.contains("repman_cluster=\"cluster1\""), "{options}");
+    assert!(
+        options.contains("s3cr"),
+        "the password is in the option file"
+    );
 }

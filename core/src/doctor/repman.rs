@@ -8,6 +8,7 @@
 //! it says which one would be pinned, and logs in trusting exactly that one.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,95 +83,129 @@ fn reachable(config: &RepmanConfig) -> Result<SocketAddr, Check> {
     Err(fail(last))
 }
 
+/// The check's name.
+const CERTIFICATE: &str = "repman certificate";
+
+/// How the certificate is trusted, as the jobs would trust it.
+struct Trust {
+    verifier: Arc<RepmanVerifier>,
+    /// No CA file, no pinned SHA-256, no pin from an earlier contact.
+    first_contact: bool,
+    /// Where a job keeps the pin of a first contact.
+    pin: PathBuf,
+}
+
 /// The certificate's verdict, and the settings a login may use (`None`: refused).
 fn certificate(
     node: &Node<'_>,
     config: &RepmanConfig,
     addr: SocketAddr,
 ) -> (Check, Option<HostSettings>) {
-    let name = "repman certificate";
-    let s = &node.host;
+    let trust = match trust(&node.host, config) {
+        Ok(trust) => trust,
+        Err(check) => return (check, None),
+    };
+    match observe(&trust, config, addr) {
+        Ok(seen) => {
+            let (check, trusted) = verdict(&node.host, &trust, &seen);
+            (check, Some(trusted))
+        }
+        Err(check) => (check, None),
+    }
+}
+
+/// The verifier the jobs would use; on a first contact one that only checks the handshake's
+/// signatures (its pin is a placeholder never compared): the certificate is only looked at.
+fn trust(s: &HostSettings, config: &RepmanConfig) -> Result<Trust, Check> {
     let pin = tls::pin_file(&s.state_dir, &config.api);
     let first_contact = s.repman_ca_file.trim().is_empty()
         && s.repman_cert_sha256.trim().is_empty()
         && !pin.exists();
-    // On a first contact the verifier only checks the handshake's signatures (its pin is a
-    // placeholder never compared): the certificate itself is only looked at.
     let (ca_file, cert_pin) = if first_contact {
         ("", FIRST_CONTACT_PLACEHOLDER_PIN)
     } else {
         (s.repman_ca_file.as_str(), s.repman_cert_sha256.as_str())
     };
-    let verifier = match RepmanVerifier::from_settings(ca_file, cert_pin, &s.state_dir, &config.api)
-    {
-        Ok(v) => Arc::new(v),
-        Err(e) => {
+    let verifier = RepmanVerifier::from_settings(ca_file, cert_pin, &s.state_dir, &config.api)
+        .map_err(|e| {
             let fix = e
                 .help
                 .unwrap_or_else(|| "fix repman_ca_file or repman_cert_sha256".into());
-            return (Check::fail(name, e.message, fix), None);
-        }
-    };
+            Check::fail(CERTIFICATE, e.message, fix)
+        })?;
+    Ok(Trust {
+        verifier: Arc::new(verifier),
+        first_contact,
+        pin,
+    })
+}
+
+/// The certificate's SHA-256 after a handshake the verifier accepted.
+fn observe(trust: &Trust, config: &RepmanConfig, addr: SocketAddr) -> Result<String, Check> {
     let observer = Arc::new(Observer {
-        verifier: verifier.clone(),
-        judges: !first_contact,
+        verifier: trust.verifier.clone(),
+        judges: !trust.first_contact,
         seen: Mutex::new(None),
     });
     let shaken = handshake(&config.api_host, addr, observer.clone());
-    if let Some(why) = verifier.take_refusal().filter(|_| !first_contact) {
+    if let Some(why) = trust
+        .verifier
+        .take_refusal()
+        .filter(|_| !trust.first_contact)
+    {
         let fix = "once you know the certificate is replication-manager's, re-pin or fix repman_ca_file as the message says";
-        return (Check::fail(name, why, fix), None);
+        return Err(Check::fail(CERTIFICATE, why, fix));
     }
     let seen = observer
         .seen
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let seen = match (shaken, seen) {
-        (Ok(()), Some(seen)) => seen,
-        (Err(why), _) => {
-            let message = format!("no TLS handshake with https://{}: {why}", config.api);
-            let fix =
-                "check that repman_api is replication-manager's HTTPS API (port 10005 by default)";
-            return (Check::fail(name, message, fix), None);
-        }
-        (Ok(()), None) => {
-            let message = format!("https://{} presented no certificate", config.api);
-            return (Check::fail(name, message, "check repman_api"), None);
-        }
-    };
+    match (shaken, seen) {
+        (Ok(()), Some(seen)) => Ok(seen),
+        (Err(why), _) => Err(Check::fail(
+            CERTIFICATE,
+            format!("no TLS handshake with https://{}: {why}", config.api),
+            "check that repman_api is replication-manager's HTTPS API (port 10005 by default)",
+        )),
+        (Ok(()), None) => Err(Check::fail(
+            CERTIFICATE,
+            format!("https://{} presented no certificate", config.api),
+            "check repman_api",
+        )),
+    }
+}
+
+/// Why the certificate `seen` is trusted, and the settings a login uses: on a first contact
+/// they pin exactly `seen`, without the pin file a job would write.
+fn verdict(s: &HostSettings, trust: &Trust, seen: &str) -> (Check, HostSettings) {
     let mut trusted = s.clone();
     let check = if !s.repman_ca_file.trim().is_empty() {
+        let file = s.repman_ca_file.trim();
         Check::ok(
-            name,
-            format!(
-                "SHA-256 {seen}, verified against repman_ca_file {}",
-                s.repman_ca_file.trim()
-            ),
+            CERTIFICATE,
+            format!("SHA-256 {seen}, verified against repman_ca_file {file}"),
         )
     } else if !s.repman_cert_sha256.trim().is_empty() {
         Check::ok(
-            name,
+            CERTIFICATE,
             format!("SHA-256 {seen}, as pinned by repman_cert_sha256"),
         )
-    } else if !first_contact {
+    } else if !trust.first_contact {
+        let pin = trust.pin.display();
         Check::ok(
-            name,
-            format!(
-                "SHA-256 {seen}, as pinned on first contact in {}",
-                pin.display()
-            ),
+            CERTIFICATE,
+            format!("SHA-256 {seen}, as pinned on first contact in {pin}"),
         )
     } else {
-        // Log in trusting exactly what was seen, without writing the pin a job would write.
-        trusted.repman_cert_sha256 = seen.clone();
+        trusted.repman_cert_sha256 = seen.to_string();
         Check::warn(
-            name,
-            format!("SHA-256 {seen}, not pinned yet: the first job trusts and pins it in {}", pin.display()),
+            CERTIFICATE,
+            format!("SHA-256 {seen}, not pinned yet: the first job trusts and pins it in {}", trust.pin.display()),
             format!("compare it with replication-manager's certificate, then set repman_cert_sha256={seen} (or repman_ca_file) so it is verified rather than trusted on first use"),
         )
     };
-    (check, Some(trusted))
+    (check, trusted)
 }
 
 /// `secret-login` with this server's identity.
