@@ -92,6 +92,16 @@ impl Doctor {
             .unwrap_or_else(|| panic!("no check {name:?} in\n{}", self.stdout))
     }
 
+    /// Assert that the check `name` came out as `status`.
+    fn assert_status(&self, name: &str, status: &str) {
+        assert_eq!(
+            self.check(name)["status"],
+            status,
+            "{name}: {}",
+            self.stdout
+        );
+    }
+
     /// Assert that exactly `name` failed, with exit 1, and return its message and fix.
     fn only_failure(&self, name: &str) -> (String, String) {
         assert_eq!(self.failed(), vec![name.to_string()], "{}", self.stdout);
@@ -131,12 +141,7 @@ fn a_healthy_node_passes_every_check() {
         "receive-port",
         "log error_log",
     ] {
-        assert_eq!(
-            doctor.check(name)["status"],
-            "ok",
-            "{name}: {}",
-            doctor.stdout
-        );
+        doctor.assert_status(name, "ok");
     }
     let message = |name: &str| doctor.check(name)["message"].as_str().unwrap().to_string();
     assert!(
@@ -170,12 +175,7 @@ fn a_fresh_node_passes_and_is_left_as_it_was(d: &Dbjobs, server: &MariaDb) {
     let fresh = Doctor::run(d);
     assert_eq!(fresh.failed(), Vec::<String>::new(), "{}", fresh.stdout);
     assert_eq!(fresh.status, 0, "{}", fresh.stdout);
-    assert_eq!(
-        fresh.check("job-table")["status"],
-        "warn",
-        "{}",
-        fresh.stdout
-    );
+    fresh.assert_status("job-table", "warn");
     assert_eq!(
         server
             .query_value(
@@ -424,18 +424,8 @@ fn a_first_contact_shows_the_certificate_and_pins_nothing(
     let doctor = Doctor::run(d);
     assert_eq!(doctor.failed(), Vec::<String>::new(), "{}", doctor.stdout);
     assert_eq!(doctor.status, 0);
-    assert_eq!(
-        doctor.check("repman reachable")["status"],
-        "ok",
-        "{}",
-        doctor.stdout
-    );
-    assert_eq!(
-        doctor.check("repman login")["status"],
-        "ok",
-        "{}",
-        doctor.stdout
-    );
+    doctor.assert_status("repman reachable", "ok");
+    doctor.assert_status("repman login", "ok");
     let cert = doctor.check("repman certificate");
     assert_eq!(cert["status"], "warn", "{}", doctor.stdout);
     let message = cert["message"].as_str().unwrap();
@@ -469,12 +459,7 @@ fn replication_manager_is_reachable_trusted_and_accepts_the_login() {
     let pinned = d.clone().set("repman_cert_sha256", &seen);
     let doctor = Doctor::run(&pinned);
     assert_eq!(doctor.status, 0, "{}", doctor.stdout);
-    assert_eq!(
-        doctor.check("repman certificate")["status"],
-        "ok",
-        "{}",
-        doctor.stdout
-    );
+    doctor.assert_status("repman certificate", "ok");
 
     // In API mode there is no job table to look at.
     let api_mode = Doctor::run(&pinned.clone().set("jobs_mode", "api"));
