@@ -13,8 +13,9 @@ use clap_complete::Shell;
 use roff::{bold, italic, roman, Roff};
 
 use crate::error::{Error, Result};
-use crate::loader::{DeclaredSetting, Registry, DEFAULT_PLUGIN_DIR};
-use crate::settings::HostSettings;
+use crate::loader::{Registry, DEFAULT_PLUGIN_DIR};
+use crate::setting_catalog::SettingCatalog;
+use crate::settings_doc::type_text;
 
 /// The shells completions are written for, with the file name each expects.
 pub const COMPLETION_SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
@@ -73,14 +74,7 @@ fn extra_sections(registry: &Registry) -> String {
          with --set name=value. Credentials live in [client]: user, password, socket or \
          host and port; there is no password flag.",
     )]);
-    settings_list(&mut roff, "The host", &host_settings());
-    for plugin in &registry.plugins {
-        settings_list(
-            &mut roff,
-            &format!("Plugin {}", plugin.name),
-            &plugin.settings,
-        );
-    }
+    settings_list(&mut roff, &SettingCatalog::of(registry));
     roff.control("SH", ["FILES"]);
     for (file, what) in [
         ("/etc/dbjobs/dbjobs.cnf", "the option file of the packaged units (mode 0600)."),
@@ -105,18 +99,11 @@ fn extra_sections(registry: &Registry) -> String {
     roff.to_roff()
 }
 
-/// One `.TP` entry per setting: `name` (type, default) and its documentation line.
-fn settings_list(roff: &mut Roff, whose: &str, settings: &[DeclaredSetting]) {
-    if settings.is_empty() {
-        return;
-    }
-    roff.control("SS", [whose]);
-    for s in settings {
-        let ty = if s.choices.is_empty() {
-            s.kind.as_str().to_string()
-        } else {
-            format!("one of {}", s.choices.join(", "))
-        };
+/// One `.TP` entry per declared setting: `name` (type, default; who declares it) and its
+/// documentation line, as `dbjobs settings` lists them.
+fn settings_list(roff: &mut Roff, catalog: &SettingCatalog) {
+    for entry in catalog.entries() {
+        let s = &entry.setting;
         let default = if s.default.is_empty() {
             "empty".to_string()
         } else {
@@ -126,24 +113,20 @@ fn settings_list(roff: &mut Roff, whose: &str, settings: &[DeclaredSetting]) {
         roff.text([
             bold(s.name.as_str()),
             roman(" ("),
-            italic(ty),
-            roman(format!(", default {default})")),
+            italic(type_text(s)),
+            roman(format!(
+                ", default {default}; declared by {})",
+                entry.declared_by.join(", ")
+            )),
         ]);
         roff.text([roman(s.doc.as_str())]);
     }
 }
 
-/// The host's own settings as declarations.
-fn host_settings() -> Vec<DeclaredSetting> {
-    HostSettings::DECLS
-        .iter()
-        .map(DeclaredSetting::from_decl)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::HostSettings;
 
     #[test]
     fn the_extra_sections_document_every_host_setting() {

@@ -279,6 +279,7 @@ fn the_package_installs_runs_a_job_and_removes_cleanly() {
     assert_eq!(mode(&root.path("/etc/dbjobs/dbjobs.cnf")), 0o600);
     assert_eq!(mode(&root.path("/usr/lib/dbjobs/plugins")), 0o755);
 
+    assert_conffile_is_the_declarations(&root);
     verify_units(&root);
     run_through_the_installed_package(&root);
 
@@ -353,6 +354,34 @@ fn assert_control_fields(deb: &Path) {
     let conffiles =
         text(&run_ok(Command::new("dpkg-deb").arg("-I").arg(deb).arg("conffiles")).stdout);
     assert_eq!(conffiles.trim(), "/etc/dbjobs/dbjobs.cnf");
+}
+
+/// The installed option file is what the installed dbjobs says of the installed plugins'
+/// settings (`dbjobs settings --format cnf`): every setting, commented out with its default.
+fn assert_conffile_is_the_declarations(root: &Root) {
+    let installed = fs::read_to_string(root.path("/etc/dbjobs/dbjobs.cnf")).unwrap();
+    let out = run_ok(
+        Command::new(root.path("/usr/bin/dbjobs"))
+            .arg("--plugin-dir")
+            .arg(root.path("/usr/lib/dbjobs/plugins"))
+            .args(["settings", "--format", "cnf"]),
+    );
+    assert_eq!(
+        installed,
+        text(&out.stdout),
+        "the conffile is generated from the declarations"
+    );
+    for line in [
+        "[client]",
+        "[dbjobs]",
+        "# state_dir = /var/lib/dbjobs",
+        "# min_free_mb = 1024",
+    ] {
+        assert!(
+            installed.lines().any(|l| l == line),
+            "{line:?} missing from\n{installed}"
+        );
+    }
 }
 
 /// `systemd-analyze verify` on the installed units: it resolves ExecStart and the man pages
