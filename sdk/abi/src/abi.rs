@@ -13,12 +13,15 @@
 //!   [`AbiSettingInfo`]) and the root module [`PluginMod`] are *prefix types*: a later 0.2.x
 //!   appends fields after the `last_prefix_field`, and a reader built before they existed
 //!   simply does not see them, while a reader built after gets the field's default when the
-//!   other side is older (`missing_field(default)`).
+//!   other side is older (`missing_field(default)`), or `None` for a field without a
+//!   default (`missing_field(option)`: a reference or a function, such as `AbiJob::source`
+//!   and `PluginMod::recover`, both added in 0.2.1).
 //! * **The host context** [`HostApi`] is a `sabi_trait` whose vtable is a prefix type too:
-//!   methods are appended after `cancelled`, the last prefix method.
-//! * **A job's ending** ([`AbiOutcome`], [`AbiJobError`]) is returned by value and is fixed
-//!   for 0.2.x; what a later version wants to learn about an ending it asks through a new
-//!   [`HostApi`] method the plugin calls before it returns.
+//!   methods are appended after `cancelled`, the last prefix method, each with a default body,
+//!   which is what a plugin gets when it calls the method on an older host.
+//! * **A job's ending** ([`AbiOutcome`], [`AbiJobError`], [`AbiRecoveredJob`]) is returned by
+//!   value and is fixed for 0.2.x; what a later version wants to learn about an ending it asks
+//!   through a new [`HostApi`] method the plugin calls before it returns.
 //!
 //! Before any code of a library runs, the host checks, in this order (the way PostgreSQL checks
 //! an extension's magic block): the `abi_stable` header of the library, the root module's name
@@ -347,6 +350,11 @@ pub struct AbiJob<'a> {
     /// The table variant the host found ([`TableVariant::Payload`] for API-mode jobs).
     #[sabi(last_prefix_field)]
     pub variant: &'a TableVariant_NE,
+    /// Where the job came from: a row of the table or replication-manager's API (added in
+    /// 0.2.1). A 0.2.0 host does not send it, and [`crate::Job::from_abi`] reads its absence
+    /// as [`JobSource::Table`], the only source such a host has.
+    #[sabi(missing_field(option))]
+    pub source: &'a JobSource_NE,
 }
 
 /// The successful end of a job.
@@ -373,6 +381,18 @@ pub struct AbiJobError {
     pub message: RString,
     /// What to do about it, when the plugin knows.
     pub hint: ROption<RString>,
+}
+
+/// The final outcome of a job whose run died, as a plugin's [`PluginMod::recover`] found and
+/// cleaned up after it (e.g. from a restore journal). Fixed for 0.2.x, like [`AbiJobError`].
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct AbiRecoveredJob {
+    /// The id of the dead job (the row's `id`).
+    pub id: u64,
+    /// How it ended, saying what the recovery did (the state it left the server in, and
+    /// what to do).
+    pub error: AbiJobError,
 }
 
 /// Rows returned by [`HostApi::query`]: each value is the text form MariaDB gives, `RNone` for
@@ -431,6 +451,15 @@ pub struct PluginMod {
     /// Run one job. Panics inside are caught and returned as an [`ErrorKind::Panic`] error.
     #[sabi(last_prefix_field)]
     pub run: for<'a> extern "C" fn(AbiJobRef<'a>, HostRef<'a>) -> RResult<AbiOutcome, AbiJobError>,
+
+    /// Finish or roll back what runs that died left (added in 0.2.1; a 0.2.0 plugin has none
+    /// and the host skips it). The host calls it at every `dbjobs run`/`daemon` start, before
+    /// it claims anything, with a host context of its own (no job: `progress` does nothing,
+    /// `waiting` fails). Each returned [`AbiRecoveredJob`] is the final outcome of a dead job,
+    /// which the host writes to that job's row if the row is still unfinished. An `RErr` (or
+    /// a caught panic) is logged as an error and the host goes on with its pass.
+    #[sabi(missing_field(option))]
+    pub recover: extern "C" fn(HostRef<'_>) -> RResult<RVec<AbiRecoveredJob>, AbiJobError>,
 }
 
 impl RootModule for PluginModRef {

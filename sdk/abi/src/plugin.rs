@@ -10,12 +10,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use abi_stable::prefix_type::{PrefixTypeTrait, WithMetadata};
-use abi_stable::std_types::{RErr, ROk, ROption, RResult, RSlice, RStr, RString};
+use abi_stable::std_types::{RErr, ROk, ROption, RResult, RSlice, RStr, RString, RVec};
 
 use crate::abi::{
-    AbiJob, AbiJobError, AbiJobRef, AbiOutcome, AbiPluginInfo, AbiPluginInfoRef, AbiSettingInfo,
-    AbiSettingInfoRef, AbiTaskInfo, AbiTaskInfoRef, Direction, Direction_NE, HostRef, JobSource,
-    LogLevel, LogLevel_NE, SettingKind_NE, TableVariant, TableVariant_NE,
+    AbiJob, AbiJobError, AbiJobRef, AbiOutcome, AbiPluginInfo, AbiPluginInfoRef, AbiRecoveredJob,
+    AbiSettingInfo, AbiSettingInfoRef, AbiTaskInfo, AbiTaskInfoRef, Direction, Direction_NE,
+    HostRef, JobSource, JobSource_NE, LogLevel, LogLevel_NE, SettingKind_NE, TableVariant,
+    TableVariant_NE,
 };
 use crate::error::{ErrorKind, JobError};
 use crate::settings::{SettingDecl, SettingSource};
@@ -163,20 +164,31 @@ pub struct Job {
 }
 
 impl Job {
-    /// Copy the host's job. A variant this SDK does not know (a newer host) is an
-    /// [`ErrorKind::Incompatible`] error: the plugin cannot know what that layout expects.
+    /// Copy the host's job. A variant or source this SDK does not know (a newer host) is an
+    /// [`ErrorKind::Incompatible`] error: the plugin cannot know what it expects. A job from a
+    /// 0.2.0 host, which does not send the source, comes from the table (its only source).
     pub fn from_abi(job: AbiJobRef<'_>) -> Result<Self, JobError> {
-        let variant = *job.variant().as_enum().map_err(|_| {
-            JobError::incompatible("the host reports a job-table layout this plugin does not know")
-                .with_hint("rebuild the plugin against the host's dbjobs-sdk")
-        })?;
+        let unknown = |what: &str| {
+            JobError::incompatible(format!(
+                "the host reports a {what} this plugin does not know"
+            ))
+            .with_hint("rebuild the plugin against the host's dbjobs-sdk")
+        };
+        let variant = *job
+            .variant()
+            .as_enum()
+            .map_err(|_| unknown("job-table layout"))?;
+        let source = match job.source() {
+            Some(source) => *source.as_enum().map_err(|_| unknown("job source"))?,
+            None => JobSource::Table,
+        };
         Ok(Job {
             id: job.id(),
             task: job.task().to_string(),
             server: job.server().map(|s| s.to_string()).into_option(),
             port: job.port(),
             variant,
-            source: JobSource::Table,
+            source,
         })
     }
 
@@ -185,12 +197,14 @@ impl Job {
     /// keeping it.
     pub fn with_abi<R>(&self, f: impl for<'x> FnOnce(AbiJobRef<'x>) -> R) -> R {
         let variant = TableVariant_NE::new(self.variant);
+        let source = JobSource_NE::new(self.source);
         let with_metadata = WithMetadata::new(AbiJob {
             id: self.id,
             task: RStr::from_str(&self.task),
             server: self.server.as_deref().map(RStr::from_str).into(),
             port: self.port,
             variant: &variant,
+            source: &source,
         });
         // SAFETY: `with_metadata` outlives every use of the reference: `f` cannot return or
         // store it (its lifetime is higher-ranked), and the strings it borrows outlive `f`.
@@ -363,6 +377,26 @@ pub trait Plugin: Default + Send + Sync + 'static {
     /// Do the job. `Ok` marks the row succeeded with the outcome's text; `Err` marks it failed
     /// with the error's kind, state, message and hint (say what failed, why, and what to do).
     fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError>;
+
+    /// Finish or roll back what a run that died left behind (a journal, a shadow database, a
+    /// temporary server), and say how each dead job ended. The default does nothing.
+    ///
+    /// The host calls it at every `dbjobs run` and `dbjobs daemon` start, before it claims any
+    /// job. `host` is a context of its own: its log lines are tagged `recovery`, settings, the
+    /// option file and [`Host::query`] work as in a job, [`Host::progress`] does nothing and
+    /// [`Host::waiting`] fails (there is no job). Another dbjobs process may be running a job
+    /// of the same task right now: leave alone what a live run owns (e.g. a journal whose
+    /// lock is held).
+    ///
+    /// Each returned `(job id, error)` is the final outcome of a dead job; the host writes it
+    /// to that job's row if the row is still unfinished (in place of the generic
+    /// "abandoned"), so say what the recovery did and the state it left the server in
+    /// ([`JobError::with_state`]). An `Err` is logged as an error and the host goes on: one
+    /// plugin's failed recovery does not stop the jobs of the others.
+    fn recover(&self, host: &Host<'_>) -> Result<Vec<(u64, JobError)>, JobError> {
+        let _ = host;
+        Ok(Vec::new())
+    }
 }
 
 /// Turn a panic payload into a message.
@@ -426,6 +460,33 @@ pub fn __run<P: Plugin>(
     }
 }
 
+/// `recover` entry point glue, used by [`crate::export_plugin!`]: a panic becomes an
+/// [`ErrorKind::Panic`] error.
+#[doc(hidden)]
+pub fn __recover<P: Plugin>(
+    plugin: &P,
+    host: HostRef<'_>,
+) -> RResult<RVec<AbiRecoveredJob>, AbiJobError> {
+    let host = Host::from_abi(host);
+    match catch_unwind(AssertUnwindSafe(|| plugin.recover(&host))) {
+        Ok(Ok(dead)) => ROk(dead
+            .into_iter()
+            .map(|(id, error)| AbiRecoveredJob {
+                id,
+                error: error.into_abi(),
+            })
+            .collect()),
+        Ok(Err(e)) => RErr(e.into_abi()),
+        Err(p) => RErr(
+            JobError::new(
+                ErrorKind::Panic,
+                format!("plugin panicked while recovering: {}", panic_message(p)),
+            )
+            .into_abi(),
+        ),
+    }
+}
+
 /// Export a [`Plugin`] type as a dbjobs plugin library.
 ///
 /// Use it once, in the root of a `cdylib` crate: `dbjobs_sdk::export_plugin!(MyPlugin);`.
@@ -459,8 +520,17 @@ macro_rules! export_plugin {
                 $crate::plugin::__run(instance(), job, host)
             }
 
+            extern "C" fn recover(
+                host: $crate::abi::HostRef<'_>,
+            ) -> RResult<
+                $crate::abi_stable::std_types::RVec<$crate::abi::AbiRecoveredJob>,
+                $crate::abi::AbiJobError,
+            > {
+                $crate::plugin::__recover(instance(), host)
+            }
+
             fn root_module() -> $crate::abi::PluginModRef {
-                $crate::abi::PluginMod { info, run }.leak_into_prefix()
+                $crate::abi::PluginMod { info, run, recover }.leak_into_prefix()
             }
 
             extern "C" fn erased_root_module() -> $crate::abi_stable::library::RootModuleResult {
@@ -490,12 +560,22 @@ mod tests {
             task: "reseedmariabackup".into(),
             server: Some("10.0.0.5".into()),
             port: 4444,
-            variant: TableVariant::Payload,
-            source: JobSource::Table,
+            variant: TableVariant::State,
+            source: JobSource::Api,
         };
         let back = job.with_abi(|abi| Job::from_abi(abi).unwrap());
         assert_eq!(back, job);
-        assert!(back.manager_applies_position());
+        assert!(
+            back.manager_applies_position(),
+            "an API job reports the position"
+        );
+        let table = Job {
+            source: JobSource::Table,
+            ..job
+        };
+        let back = table.with_abi(|abi| Job::from_abi(abi).unwrap());
+        assert_eq!(back, table);
+        assert!(!back.manager_applies_position());
     }
 
     #[test]
@@ -527,5 +607,147 @@ mod tests {
         assert_eq!(settings[0].name().as_str(), "s_one");
         assert_eq!(settings[0].default().as_str(), "3");
         assert_eq!(settings[0].doc().as_str(), "A doc.");
+    }
+
+    /// What a 0.2.0 host lends a plugin: `AbiJob` as it was, without `source`. Only its
+    /// layout matters (it is read as an `AbiJob`), hence the unused accessors.
+    #[allow(dead_code)]
+    mod sdk020 {
+        use super::*;
+
+        #[repr(C)]
+        #[derive(abi_stable::StableAbi)]
+        #[sabi(kind(Prefix(prefix_ref = AbiJob020Ref)))]
+        pub struct AbiJob020<'a> {
+            pub id: u64,
+            pub task: RStr<'a>,
+            pub server: ROption<RStr<'a>>,
+            pub port: u16,
+            #[sabi(last_prefix_field)]
+            pub variant: &'a TableVariant_NE,
+        }
+    }
+    use sdk020::{AbiJob020, AbiJob020Ref};
+
+    #[test]
+    fn a_job_from_a_host_without_the_source_field_comes_from_the_table() {
+        let variant = TableVariant_NE::new(TableVariant::Legacy);
+        let old = WithMetadata::new(AbiJob020 {
+            id: 3,
+            task: RStr::from_str("sdk020"),
+            server: ROption::RNone,
+            port: 0,
+            variant: &variant,
+        });
+        // SAFETY: `old` lives to the end of the test; the prefix of `AbiJob` is `AbiJob020`'s
+        // layout, and the metadata says the later field is missing, as across the ABI.
+        let job: AbiJobRef<'_> = unsafe { std::mem::transmute(AbiJob020Ref(old.as_prefix())) };
+        assert!(job.source().is_none());
+        let job = Job::from_abi(job).unwrap();
+        assert_eq!((job.id, job.source), (3, JobSource::Table));
+    }
+
+    /// A host context that answers nothing, for the entry-point glue.
+    struct NoHost;
+
+    impl crate::abi::HostApi for NoHost {
+        fn progress(&self, _: RStr<'_>) {}
+        fn waiting(&self) -> RResult<(), RString> {
+            RErr("no job".into())
+        }
+        fn log(&self, _: LogLevel_NE, _: RStr<'_>) {}
+        fn setting(&self, _: RStr<'_>) -> ROption<RString> {
+            ROption::RNone
+        }
+        fn client_option_file(&self) -> RString {
+            RString::new()
+        }
+        fn query(
+            &self,
+            _: RStr<'_>,
+            _: RSlice<'_, RString>,
+        ) -> RResult<crate::abi::AbiRows, RString> {
+            RErr("no server".into())
+        }
+        fn cancelled(&self) -> bool {
+            false
+        }
+    }
+
+    fn recover_through_the_abi<P: Plugin>() -> Result<Vec<(u64, JobError)>, JobError> {
+        use abi_stable::{sabi_trait::TD_Opaque, sabi_types::RRef};
+        let host = crate::abi::HostApi_TO::from_ptr(RRef::new(&NoHost), TD_Opaque);
+        __recover(&P::default(), host)
+            .into_result()
+            .map(|dead| {
+                dead.into_iter()
+                    .map(|d| (d.id, JobError::from_abi(&d.error)))
+                    .collect()
+            })
+            .map_err(|e| JobError::from_abi(&e))
+    }
+
+    #[derive(Default)]
+    struct Quiet;
+
+    impl Plugin for Quiet {
+        fn info(&self) -> PluginInfo {
+            PluginInfo::new("quiet", "1", "d")
+        }
+        fn run(&self, _: &Job, _: &Host<'_>) -> Result<Outcome, JobError> {
+            Ok(Outcome::new("ok"))
+        }
+    }
+
+    #[derive(Default)]
+    struct Journaled;
+
+    impl Plugin for Journaled {
+        fn info(&self) -> PluginInfo {
+            PluginInfo::new("journaled", "1", "d")
+        }
+        fn run(&self, _: &Job, _: &Host<'_>) -> Result<Outcome, JobError> {
+            Ok(Outcome::new("ok"))
+        }
+        fn recover(&self, host: &Host<'_>) -> Result<Vec<(u64, JobError)>, JobError> {
+            if host.waiting().is_ok() {
+                panic!("waiting during recovery");
+            }
+            Ok(vec![(
+                12,
+                JobError::internal("killed during the shadow build; shadow dropped")
+                    .with_state(crate::ServerState::Untouched),
+            )])
+        }
+    }
+
+    #[derive(Default)]
+    struct Broken;
+
+    impl Plugin for Broken {
+        fn info(&self) -> PluginInfo {
+            PluginInfo::new("broken", "1", "d")
+        }
+        fn run(&self, _: &Job, _: &Host<'_>) -> Result<Outcome, JobError> {
+            Ok(Outcome::new("ok"))
+        }
+        fn recover(&self, _: &Host<'_>) -> Result<Vec<(u64, JobError)>, JobError> {
+            panic!("journal unreadable")
+        }
+    }
+
+    #[test]
+    fn recover_crosses_the_abi_and_a_panic_becomes_an_error() {
+        assert_eq!(recover_through_the_abi::<Quiet>(), Ok(Vec::new()));
+        let dead = recover_through_the_abi::<Journaled>().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].0, 12);
+        assert_eq!(
+            dead[0].1.result_text(),
+            "failed, server untouched: killed during the shadow build; shadow dropped"
+        );
+        let e = recover_through_the_abi::<Broken>().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Panic);
+        assert!(e.message.contains("journal unreadable"), "{e}");
     }
 }
