@@ -4,8 +4,10 @@
 //! even opened the loader checks, like sshd does for its keys, that neither the directory nor
 //! the file can be written by anyone but root or the current user. Then, like PostgreSQL's
 //! magic block, it checks the library's header before calling anything in it: the
-//! `abi_stable` header, the root module name, the SDK version the plugin was built against,
-//! and the layout of every type of the ABI. Only then is the plugin asked for its tasks.
+//! `abi_stable` header, the root module name, the SDK version the plugin was built against
+//! (any version of the host's series: 0.2.0 and 0.2.1 plugins in a 0.2.1 host), and the
+//! layout of every type of the ABI, the older side's a prefix of the newer's (see
+//! `sdk/abi/README.md` for how the ABI grows). Only then is the plugin asked for its tasks.
 //!
 //! Each library is loaded through its own header (`lib_header_from_path` +
 //! `init_root_module`), not through `RootModule::load_from_file`, which caches one module per
@@ -20,10 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
-use abi_stable::sabi_types::VersionNumber;
+use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+use abi_stable::library::{lib_header_from_path, LibHeader, LibraryError, RootModule};
+use abi_stable::sabi_types::{VersionNumber, VersionStrings};
+use abi_stable::StableAbi;
 use dbjobs_sdk::abi::{PluginModRef, ROOT_MODULE_NAME};
-use dbjobs_sdk::{Direction, SettingDecl, SettingKind, SettingType, SDK_VERSION};
+use dbjobs_sdk::{Direction, JobError, SettingDecl, SettingKind, SettingType, SDK_VERSION};
 
 /// Where packaged plugins live.
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/dbjobs/plugins";
@@ -295,37 +299,16 @@ fn open_plugin(file: &Path) -> Result<LoadedPlugin, String> {
             name.as_str()
         ));
     }
-    let their_version = header.version_strings();
-    let plugin_sdk = their_version.version.as_str().to_string();
-    let refuse_version = || {
-        format!(
-            "built against dbjobs-sdk {plugin_sdk}, but this dbjobs host uses dbjobs-sdk {SDK_VERSION}; rebuild the plugin against dbjobs-sdk {} (or use a dbjobs host for {plugin_sdk})",
-            compatible_range()
-        )
-    };
-    match VersionNumber::new(their_version) {
-        Ok(theirs) => {
-            let ours = VersionNumber::new(<PluginModRef as RootModule>::VERSION_STRINGS)
-                .expect("the SDK's own version parses");
-            let compatible = if ours.major == 0 {
-                theirs.major == 0 && theirs.minor == ours.minor
-            } else {
-                theirs.major == ours.major
-            };
-            if !compatible {
-                return Err(refuse_version());
-            }
-        }
-        Err(_) => return Err(refuse_version()),
-    }
-    let module = header.init_root_module::<PluginModRef>().map_err(|e| match e {
-        LibraryError::IncompatibleVersionNumber { .. } => refuse_version(),
-        LibraryError::AbiInstability(details) => format!(
-            "its ABI layout does not match dbjobs-sdk {SDK_VERSION} although it claims version {plugin_sdk}: {}; rebuild it",
-            layout_difference(&details.to_string())
-        ),
-        other => first_line(&other.to_string()),
-    })?;
+    let plugin_sdk = header.version_strings().version.as_str().to_string();
+    let age = sdk_age(header.version_strings()).map_err(refusal)?;
+    check_layout(header, age, &plugin_sdk).map_err(refusal)?;
+    // SAFETY: the layout of the library's root module and of every type reachable from it was
+    // just checked against this host's by abi_stable's checker (`check_layout`).
+    let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
+        .map_err(|e| match e {
+            LibraryError::IncompatibleVersionNumber { .. } => refusal(version_refusal(&plugin_sdk)),
+            other => first_line(&other.to_string()),
+        })?;
     let info = (module.info())()
         .into_result()
         .map_err(|e| format!("plugin refused to describe itself: {e}"))?;
@@ -351,6 +334,100 @@ fn open_plugin(file: &Path) -> Result<LoadedPlugin, String> {
         settings,
         module,
     })
+}
+
+/// Where a plugin's SDK stands relative to the host's, within one compatible series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SdkAge {
+    /// Built against this host's SDK version or an earlier one of the series (0.2.0 in a
+    /// 0.2.1 host): its layouts must be a prefix of the host's.
+    NotNewer,
+    /// Built against a later version of the series (0.2.2 in a 0.2.1 host): the host's
+    /// layouts must be a prefix of the plugin's.
+    Newer,
+}
+
+/// The host's own SDK version.
+fn host_sdk() -> VersionNumber {
+    VersionNumber::new(<PluginModRef as RootModule>::VERSION_STRINGS)
+        .expect("the SDK's own version parses")
+}
+
+/// Whether a plugin built against dbjobs-sdk `plugin_sdk` can load into this host at all:
+/// the same major version, or the same minor version while the SDK is 0.x (semver's rule,
+/// which the ABI's growth rules follow). Not string equality: 0.2.0 and 0.2.1 plugins both
+/// load into a 0.2.1 host, when their layouts pass [`check_layout`].
+fn sdk_age(plugin_sdk: VersionStrings) -> Result<SdkAge, JobError> {
+    let theirs =
+        VersionNumber::new(plugin_sdk).map_err(|_| version_refusal(plugin_sdk.version.as_str()))?;
+    let plugin_sdk = plugin_sdk.version.as_str();
+    let ours = host_sdk();
+    let compatible = if ours.major == 0 {
+        theirs.major == 0 && theirs.minor == ours.minor
+    } else {
+        theirs.major == ours.major
+    };
+    if !compatible {
+        return Err(version_refusal(plugin_sdk));
+    }
+    let theirs = (theirs.minor, theirs.patch);
+    Ok(if theirs > (ours.minor, ours.patch) {
+        SdkAge::Newer
+    } else {
+        SdkAge::NotNewer
+    })
+}
+
+/// The refusal of a plugin built against an SDK of another series.
+fn version_refusal(plugin_sdk: &str) -> JobError {
+    JobError::incompatible(format!(
+        "built against dbjobs-sdk {plugin_sdk}, but this dbjobs host uses dbjobs-sdk {SDK_VERSION}"
+    ))
+    .with_hint(format!(
+        "rebuild the plugin against dbjobs-sdk {} (or use a dbjobs host for {plugin_sdk})",
+        compatible_range()
+    ))
+}
+
+/// abi_stable's layout check of the library's root module and of every type reachable from
+/// it (the job, the host context, the infos), with the older side as the interface.
+///
+/// abi_stable lets the *implementation* have more fields in a prefix type, more variants in
+/// a non-exhaustive enum and more methods in a `sabi_trait` vtable than the *interface*,
+/// never fewer. Within a series the ABI only grows (`sdk/abi/README.md`), so whichever side
+/// was built against the older version must see a prefix of the other: a 0.2.0 plugin in a
+/// 0.2.1 host is checked as the interface of the host's layout (the host then finds its
+/// `recover` missing and the plugin never sees `AbiJob::source`); a 0.2.2 plugin in a 0.2.1
+/// host the other way round, which is how abi_stable itself checks a library.
+fn check_layout(header: &LibHeader, age: SdkAge, plugin_sdk: &str) -> Result<(), JobError> {
+    let Some(theirs) = header.layout() else {
+        return Err(JobError::incompatible(
+            "it exports no type layout to check (abi_stable's unsafe_no_layout_constant)",
+        )
+        .with_hint("build it with dbjobs_sdk::export_plugin!"));
+    };
+    let ours = <PluginModRef as StableAbi>::LAYOUT;
+    let (interface, implementation) = match age {
+        SdkAge::NotNewer => (theirs, ours),
+        SdkAge::Newer => (ours, theirs),
+    };
+    check_layout_compatibility(interface, implementation).map_err(|report| {
+        let report = report.to_string();
+        log::debug!("abi_stable's layout report: {report}");
+        JobError::incompatible(format!(
+            "its ABI layout does not match dbjobs-sdk {SDK_VERSION} although it claims version {plugin_sdk}: {}",
+            layout_difference(&report, age)
+        ))
+        .with_hint(format!(
+            "rebuild it against an unmodified dbjobs-sdk {}",
+            compatible_range()
+        ))
+    })
+}
+
+/// A refusal as the registry records it: what and, after ` - hint: `, what to do.
+fn refusal(e: JobError) -> String {
+    e.to_string()
 }
 
 /// The tasks a plugin declares, each checked to be a usable task name with a direction this
@@ -390,7 +467,7 @@ fn declared_tasks(info: &dbjobs_sdk::abi::AbiPluginInfoRef) -> Result<Vec<Task>,
 
 /// `0.1.x` for SDK 0.1.0; `1.x` for 1.2.3.
 fn compatible_range() -> String {
-    let v = VersionNumber::new(<PluginModRef as RootModule>::VERSION_STRINGS).expect("parses");
+    let v = host_sdk();
     if v.major == 0 {
         format!("0.{}.x", v.minor)
     } else {
@@ -399,10 +476,15 @@ fn compatible_range() -> String {
 }
 
 /// The innermost type that differs in abi_stable's layout report ("Compared <this>: ... To
-/// <other>: ..."), with the crate each side comes from: the report itself is a page long.
-fn layout_difference(report: &str) -> String {
-    let Some((ours, theirs)) = report.split_once("To <other>:") else {
+/// <other>: ...", the interface first, see [`check_layout`]), with the crate each side comes
+/// from: the report itself is a page long.
+fn layout_difference(report: &str, age: SdkAge) -> String {
+    let Some((interface, implementation)) = report.split_once("To <other>:") else {
         return first_line(report);
+    };
+    let (ours, theirs) = match age {
+        SdkAge::NotNewer => (implementation, interface),
+        SdkAge::Newer => (interface, implementation),
     };
     let facts = |half: &str, key: &str| -> Vec<String> {
         half.lines()
@@ -461,5 +543,25 @@ mod tests {
     #[test]
     fn range_names_the_minor_series() {
         assert!(compatible_range().starts_with("0."));
+    }
+
+    #[test]
+    fn every_version_of_the_series_loads_and_no_other() {
+        let ours = host_sdk();
+        assert_eq!(ours.major, 0, "update this test for SDK 1.x");
+        let v = |s: &'static str| sdk_age(VersionStrings::new(s));
+        assert_eq!(v(SDK_VERSION), Ok(SdkAge::NotNewer));
+        let series = Box::leak(format!("0.{}.0", ours.minor).into_boxed_str());
+        assert_eq!(v(series), Ok(SdkAge::NotNewer));
+        let later = Box::leak(format!("0.{}.{}", ours.minor, ours.patch + 1).into_boxed_str());
+        assert_eq!(v(later), Ok(SdkAge::Newer));
+        for other in ["0.1.0", "0.99.0", "1.0.0", "not a version"] {
+            let e = v(other).unwrap_err();
+            assert!(
+                e.message.contains(other) && e.message.contains(SDK_VERSION),
+                "{e}"
+            );
+            assert!(e.hint.unwrap().contains(&compatible_range()));
+        }
     }
 }
