@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use abi_stable::std_types::{RErr, RNone, ROk, ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RErr, ROk, ROption, RResult, RSlice, RStr, RString, RVec};
 use dbjobs_sdk::abi::{AbiRows, HostApi, LogLevel_NE};
 use dbjobs_sdk::{Direction, LogLevel};
 use mysql::Conn;
@@ -66,6 +66,22 @@ impl HostEnv {
             .insert(job_id)
     }
 
+    /// A setting as a plugin asks for it: the configured value, or for a host setting its
+    /// declared default, so a plugin reads `state_dir` or `receive_port` without declaring
+    /// them a second time.
+    pub fn plugin_setting(&self, name: &str) -> Option<String> {
+        let host_default = || {
+            crate::settings::HostSettings::DECLS
+                .iter()
+                .find(|d| d.name == crate::config::normalize_key(name))
+                .map(|d| d.default)
+        };
+        self.settings
+            .get(name)
+            .or_else(host_default)
+            .map(str::to_string)
+    }
+
     /// Whether a stop was requested (finish the current job, start no other).
     pub fn stop_requested(&self) -> bool {
         self.signals.load(Ordering::SeqCst) >= 1
@@ -115,7 +131,7 @@ pub struct JobContext<'a> {
     waiting_sent: AtomicBool,
     last_progress: Mutex<Option<Instant>>,
     progress: ProgressSlot,
-    plugin_conn: Mutex<Option<Conn>>,
+    session: PluginSession,
 }
 
 /// The latest progress text not yet written, handed from the plugin's threads to the writer
@@ -150,7 +166,7 @@ impl<'a> JobContext<'a> {
             waiting_sent: AtomicBool::new(false),
             last_progress: Mutex::new(None),
             progress: ProgressSlot::default(),
-            plugin_conn: Mutex::new(None),
+            session: PluginSession::default(),
         }
     }
 
@@ -242,21 +258,55 @@ impl<'a> JobContext<'a> {
         }
         r.log.end_job(self.job_id, &self.task);
     }
+}
 
-    /// Run a plugin statement on the plugin's own session. A session that died (the server
-    /// was restarted by the job itself, as a full restore or a ZFS rollback does) is replaced
-    /// by a new one and the statement is tried once more on it.
-    fn run_query(&self, sql: &str, params: &[String]) -> Result<Vec<db::TextRow>, String> {
-        let mut guard = self.plugin_conn.lock().unwrap_or_else(|p| p.into_inner());
+/// The session a plugin's statements run on ([`HostApi::query`]), apart from the queue's,
+/// connected on the first statement.
+#[derive(Default)]
+pub struct PluginSession {
+    conn: Mutex<Option<Conn>>,
+}
+
+impl PluginSession {
+    /// Run a plugin statement. A session that died (the server was restarted by the job
+    /// itself, as a full restore or a ZFS rollback does) is replaced by a new one and the
+    /// statement is tried once more on it.
+    pub fn query(
+        &self,
+        connection: &ConnectionOptions,
+        sql: RStr<'_>,
+        params: RSlice<'_, RString>,
+    ) -> RResult<AbiRows, RString> {
+        let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+        match self.run(connection, sql.as_str(), &params) {
+            Ok(rows) => ROk(rows
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|v| ROption::from(v.map(RString::from)))
+                        .collect::<RVec<_>>()
+                })
+                .collect()),
+            Err(e) => RErr(RString::from(e.message)),
+        }
+    }
+
+    fn run(
+        &self,
+        connection: &ConnectionOptions,
+        sql: &str,
+        params: &[String],
+    ) -> crate::Result<Vec<db::TextRow>> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(conn) = guard.as_mut() {
             match db::query_text(conn, sql, params) {
                 Ok(rows) => return Ok(rows),
-                Err(e) if conn.ping().is_ok() => return Err(e.message),
+                Err(e) if conn.ping().is_ok() => return Err(e),
                 Err(_) => *guard = None,
             }
         }
-        let conn = guard.insert(db::connect(&self.env.connection).map_err(|e| e.message)?);
-        db::query_text(conn, sql, params).map_err(|e| e.message)
+        let conn = guard.insert(db::connect(connection)?);
+        db::query_text(conn, sql, params)
     }
 }
 
@@ -317,19 +367,12 @@ impl HostApi for JobContext<'_> {
         self.to_repman(repman, text.as_str());
     }
 
-    /// The configured value, or for a host setting its declared default: a plugin reads
-    /// `state_dir` or `receive_port` through here without declaring them a second time.
+    /// See [`HostEnv::plugin_setting`].
     fn setting(&self, name: RStr<'_>) -> ROption<RString> {
-        let host_default = || {
-            crate::settings::HostSettings::DECLS
-                .iter()
-                .find(|d| d.name == crate::config::normalize_key(name.as_str()))
-                .map(|d| d.default)
-        };
-        match self.env.settings.get(name.as_str()).or_else(host_default) {
-            Some(v) => ROption::RSome(RString::from(v)),
-            None => RNone,
-        }
+        self.env
+            .plugin_setting(name.as_str())
+            .map(RString::from)
+            .into()
     }
 
     fn client_option_file(&self) -> RString {
@@ -343,18 +386,7 @@ impl HostApi for JobContext<'_> {
     }
 
     fn query(&self, sql: RStr<'_>, params: RSlice<'_, RString>) -> RResult<AbiRows, RString> {
-        let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
-        match self.run_query(sql.as_str(), &params) {
-            Ok(rows) => ROk(rows
-                .into_iter()
-                .map(|row| {
-                    row.into_iter()
-                        .map(|v| ROption::from(v.map(RString::from)))
-                        .collect::<RVec<_>>()
-                })
-                .collect()),
-            Err(e) => RErr(RString::from(e)),
-        }
+        self.session.query(&self.env.connection, sql, params)
     }
 
     fn cancelled(&self) -> bool {

@@ -18,8 +18,8 @@
 //! settings, declared once), [`setting_catalog`] (every declared setting: start-up checks),
 //! [`settings_doc`] (`dbjobs settings`), [`db`] (sessions and rows as text), [`queue`] (the
 //! table protocol), [`validate`] (row fields), [`loader`] (plugin libraries), [`context`]
-//! (what plugins call back into), [`runner`] (passes and the daemon), [`state_dir`] (what
-//! outlives a run), [`outcomes`] (how jobs ended, typed), [`node_state`] (the mark of a node
+//! (what plugins call back into), [`runner`] (passes and the daemon), [`recovery`] (what
+//! dead runs left, handed to the plugins at start-up), [`state_dir`] (what outlives a run), [`outcomes`] (how jobs ended, typed), [`node_state`] (the mark of a node
 //! left partial), [`doctor`] (is the node ready?), [`manual`] (man pages and shell
 //! completions from the CLI definition).
 
@@ -34,6 +34,7 @@ pub mod node_state;
 pub mod option_file;
 pub mod outcomes;
 pub mod queue;
+pub mod recovery;
 pub mod repman;
 pub mod runner;
 pub mod setting_catalog;

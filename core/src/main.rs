@@ -20,7 +20,7 @@ use dbjobs::setting_catalog::SettingCatalog;
 use dbjobs::settings::JobsMode;
 use dbjobs::source::api::ApiSource;
 use dbjobs::source::table::TableSource;
-use dbjobs::{doctor, manual, runner, settings_doc, Error};
+use dbjobs::{doctor, manual, recovery, runner, settings_doc, Error};
 
 /// Runs replication-manager's node jobs (backups, log shipping, reseeds, ...) through plugins.
 #[derive(Parser, Debug)]
@@ -306,7 +306,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 JobsMode::Api => {
                     // No database connection: API jobs run while the server is down (start).
-                    let registry = loaded_registry(&dirs, Registry::load(&dirs), &env)?;
+                    let registry = load_and_recover(&dirs, &env)?;
                     let source = ApiSource::open(&env)?;
                     let reports = runner::run_pass(&source, &registry, &env)?;
                     reports.iter().filter(|r| !r.ok).count() + source.errors()
@@ -328,7 +328,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     runner::run_daemon(&registry, &env, queue, interval)
                 }
                 JobsMode::Api => {
-                    let registry = loaded_registry(&dirs, Registry::load(&dirs), &env)?;
+                    let registry = load_and_recover(&dirs, &env)?;
                     let source = ApiSource::open(&env)?;
                     log_daemon_start(&registry, interval);
                     let mut seen = 0;
@@ -362,17 +362,40 @@ fn log_daemon_start(registry: &Registry, interval: Duration) {
     );
 }
 
-/// Load the plugins while the queue session connects: the two are the start-up cost of a
-/// cron pass, and neither needs the other.
+/// SQL mode: load the plugins and check the settings while the queue session connects (the
+/// start-up cost of a cron pass, and neither needs the other), let the plugins recover what
+/// dead runs left, then record the outcomes of the dead jobs: all before the first pass
+/// claims anything.
 fn load_and_connect(dirs: &[PathBuf], env: &HostEnv) -> Result<(Registry, Queue), Failure> {
-    let (registry, queue) = std::thread::scope(|scope| {
+    let (registry, recovered, queue) = std::thread::scope(|scope| {
         let queue = scope.spawn(|| Queue::open(&env.connection));
-        let registry = Registry::load(dirs);
-        (registry, queue.join())
+        let registry = loaded_registry(dirs, Registry::load(dirs), env);
+        let recovered = match &registry {
+            Ok(registry) => recovery::recover_plugins(registry, env),
+            Err(_) => Vec::new(),
+        };
+        (registry, recovered, queue.join())
     });
-    let registry = loaded_registry(dirs, registry, env)?;
-    let queue = queue.map_err(|_| Error::new("connecting to the server panicked"))??;
+    let registry = registry?;
+    let queue = queue.map_err(|_| Error::new("connecting to the server panicked"))?;
+    // A recovery may have brought the server back (a full restore killed while it was
+    // stopped): try once more before giving up on the outcomes.
+    let mut queue = match queue {
+        Err(_) if !recovered.is_empty() => Queue::open(&env.connection),
+        queue => queue,
+    }
+    .inspect_err(|e| recovery::record_in_table_failed(&recovered, e))?;
+    recovery::record_in_table(&mut queue, &registry, &recovered);
     Ok((registry, queue))
+}
+
+/// API mode: load the plugins, check the settings and let the plugins recover what dead
+/// runs left before the first pass. replication-manager learns that a dead run's job failed
+/// from the report that run owed (`source::api`); the recovery's own outcome is logged.
+fn load_and_recover(dirs: &[PathBuf], env: &HostEnv) -> Result<Registry, Failure> {
+    let registry = loaded_registry(dirs, Registry::load(dirs), env)?;
+    recovery::log_unreported(&recovery::recover_plugins(&registry, env));
+    Ok(registry)
 }
 
 /// Having no plugin is a configuration error (a pass would do nothing forever), and so is a
