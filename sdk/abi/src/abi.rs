@@ -27,8 +27,9 @@
 //! an extension's magic block): the `abi_stable` header of the library, the root module's name
 //! ([`ROOT_MODULE_NAME`]), the SDK version the plugin was built against (same major version,
 //! or same minor version while the SDK is 0.x), and abi_stable's layout check of every type
-//! reachable from the root module, which accepts the prefix and non-exhaustive growth above.
-//! Plugin authors never touch this module directly: [`crate::export_plugin!`] writes the glue.
+//! reachable from the root module, which accepts the prefix and non-exhaustive growth above
+//! when the side built against the older version is taken as the interface (abi_stable lets
+//! an implementation have more fields, never fewer). Plugin authors never touch this module directly: [`crate::export_plugin!`] writes the glue.
 
 #![allow(non_local_definitions)] // emitted by #[sabi_trait] and #[derive(StableAbi)]
 

@@ -8,9 +8,10 @@
 //! * [`abi`]: the types that cross the boundary, and how each may grow within 0.2.x (prefix
 //!   types, non-exhaustive enums, a `sabi_trait` host context). `README.md` of this crate says
 //!   the same for vendors.
-//! * [`plugin`]: what plugin authors write against: the safe [`Plugin`] trait, [`Job`],
-//!   [`Host`], [`Outcome`] and the [`export_plugin!`] macro that writes the `extern` glue and
-//!   catches panics.
+//! * [`plugin`]: what plugin authors write against: the safe [`Plugin`] trait (`run` a job,
+//!   and `recover` what a dead run left, called at every host start), [`Job`], [`Host`],
+//!   [`Outcome`] and the [`export_plugin!`] macro that writes the `extern` glue and catches
+//!   panics.
 //! * [`error`]: [`JobError`], the typed error every job returns: a kind, a message, a hint and
 //!   the state the server's data was left in.
 //! * [`settings`]: settings declared once ([`declare_settings!`]): a typed struct for the
