@@ -43,10 +43,7 @@ fn workspace() -> PathBuf {
 fn out_of_tree_builds() -> &'static Result<BTreeMap<&'static str, PathBuf>, String> {
     static BUILT: OnceLock<Result<BTreeMap<&'static str, PathBuf>, String>> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let target = target_dir()
-            .parent()
-            .expect("the profile directory is inside the target directory")
-            .join("out-of-tree");
+        let target = out_of_tree_target();
         let start = Instant::now();
         let mut built = BTreeMap::new();
         for (dir, lib) in OUT_OF_TREE {
@@ -62,28 +59,48 @@ fn out_of_tree_builds() -> &'static Result<BTreeMap<&'static str, PathBuf>, Stri
     })
 }
 
+/// The target directory of the out-of-tree builds, `target/out-of-tree`.
+fn out_of_tree_target() -> PathBuf {
+    target_dir()
+        .parent()
+        .expect("the profile directory is inside the target directory")
+        .join("out-of-tree")
+}
+
 /// `cargo build --locked` of the crate in `dir` into `target`; the profile directory with its
 /// libraries.
 fn cargo_build(dir: &Path, target: &Path) -> Result<PathBuf, String> {
+    cargo("build", dir, target)?;
+    Ok(target.join("debug"))
+}
+
+/// `cargo COMMAND --locked` of the crate in `dir` into `target`, its output when it fails.
+fn cargo(command: &str, dir: &Path, target: &Path) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(&cargo)
-        .args(["build", "--locked", "--manifest-path"])
+        .args([command, "--locked", "--manifest-path"])
         .arg(dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target)
         .output()
         .map_err(|e| format!("cannot run {cargo:?}: {e}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
-        return Err(format!(
-            "`cargo build --locked` of {} failed ({}); its Cargo.lock must match its Cargo.toml and \
-             the crates must be in the local registry cache (a workspace build fetches them):\n{}",
-            dir.display(),
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ));
+    if out.status.success() {
+        return Ok(());
     }
-    Ok(target.join("debug"))
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tail: Vec<&str> = stderr
+        .lines()
+        .chain(stdout.lines())
+        .rev()
+        .take(40)
+        .collect();
+    Err(format!(
+        "`cargo {command} --locked` of {} failed ({}); its Cargo.lock must match its Cargo.toml \
+         and the crates must be in the local registry cache (a workspace build fetches them):\n{}",
+        dir.display(),
+        out.status,
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    ))
 }
 
 /// The library `lib` an out-of-tree crate built; a failed build fails the test with cargo's
@@ -226,6 +243,17 @@ fn out_of_tree_plugins_load_next_to_the_in_tree_ones_and_their_jobs_run() {
             ),
         "{row:?}"
     );
+}
+
+#[test]
+fn the_vendor_example_passes_its_own_tests() {
+    if let Err(e) = cargo(
+        "test",
+        &workspace().join("sdk/example-out-of-tree"),
+        &out_of_tree_target(),
+    ) {
+        panic!("{e}");
+    }
 }
 
 /// `<state_dir>/journaled/<id>.journal`, the recover fixture's journal of job `id`.
