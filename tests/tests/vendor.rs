@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use dbjobs_tests::repman_standin::RepmanStandin;
 use dbjobs_tests::sender::{create_jobs_table, job_row};
 use dbjobs_tests::*;
 
@@ -362,6 +363,62 @@ fn a_dead_runs_leftovers_are_rolled_back_by_its_plugins_recover_and_its_row_says
     }
     assert!(!out.stderr.contains("abandoned"), "{}", out.stderr);
     assert!(!out.stderr.contains("ERROR"), "{}", out.stderr);
+}
+
+#[test]
+fn in_api_mode_the_recovery_runs_too_and_the_dead_job_is_reported_error() {
+    let server = MariaDb::start();
+    let rm = RepmanStandin::start("vendor", &format!("127.0.0.1:{}", server.port()), "secret");
+    let dir = plugin_dir(&[fixture_file("dbjobs_fixture_recover")]);
+    let mut settings = rm.settings();
+    settings.push(("jobs_mode".into(), "api".into()));
+    settings.push(("journaled_wait".into(), "120".into()));
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let dbjobs = Dbjobs::new(&server, dir.path()).defaults_file(&server.defaults_file_with(&pairs));
+    rm.need("journaled");
+    let running = dbjobs.spawn(&["run"]);
+    let journal = wait_for("the API job's journal", Duration::from_secs(60), || {
+        std::fs::read_dir(server.state_dir().join("journaled"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "journal"))
+    });
+    let id: u64 = journal
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_for("its shadow table", Duration::from_secs(60), || {
+        shadow_exists(&server, id).then_some(())
+    });
+    kill_9(running);
+
+    let out = dbjobs.run(&["run"]);
+    out.assert_code(0);
+    assert!(
+        !shadow_exists(&server, id) && !journal.exists(),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "recovery: job {id}'s outcome stays in this log (API mode reports the dead run's owed error): \
+             failed, server rolled back: killed while its shadow table existed"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        rm.states_of("journaled"),
+        ["processing", "error"],
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
