@@ -66,20 +66,21 @@ impl HostEnv {
             .insert(job_id)
     }
 
-    /// A setting as a plugin asks for it: the configured value, or for a host setting its
-    /// declared default, so a plugin reads `state_dir` or `receive_port` without declaring
-    /// them a second time.
-    pub fn plugin_setting(&self, name: &str) -> Option<String> {
+    /// A setting as a plugin asks for it ([`HostApi::setting`]): the configured value, or for
+    /// a host setting its declared default, so a plugin reads `state_dir` or `receive_port`
+    /// without declaring them a second time.
+    pub fn plugin_setting(&self, name: RStr<'_>) -> ROption<RString> {
         let host_default = || {
             crate::settings::HostSettings::DECLS
                 .iter()
-                .find(|d| d.name == crate::config::normalize_key(name))
+                .find(|d| d.name == crate::config::normalize_key(name.as_str()))
                 .map(|d| d.default)
         };
         self.settings
-            .get(name)
+            .get(name.as_str())
             .or_else(host_default)
-            .map(str::to_string)
+            .map(RString::from)
+            .into()
     }
 
     /// Whether a stop was requested (finish the current job, start no other).
@@ -369,10 +370,7 @@ impl HostApi for JobContext<'_> {
 
     /// See [`HostEnv::plugin_setting`].
     fn setting(&self, name: RStr<'_>) -> ROption<RString> {
-        self.env
-            .plugin_setting(name.as_str())
-            .map(RString::from)
-            .into()
+        self.env.plugin_setting(name)
     }
 
     fn client_option_file(&self) -> RString {

@@ -60,10 +60,7 @@ impl HostApi for RecoveryContext<'_> {
     }
 
     fn setting(&self, name: RStr<'_>) -> ROption<RString> {
-        self.env
-            .plugin_setting(name.as_str())
-            .map(RString::from)
-            .into()
+        self.env.plugin_setting(name)
     }
 
     fn client_option_file(&self) -> RString {
