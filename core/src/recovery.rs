@@ -143,7 +143,7 @@ fn record_one(queue: &mut Queue, registry: &Registry, r: &Recovered) -> crate::R
         );
         return Ok(());
     };
-    if !registry.owner(&task).is_some_and(|(p, _)| p.file == r.file) {
+    if registry.owner(&task).is_none_or(|(p, _)| p.file != r.file) {
         log::error!(
             "recovery: plugin {} reported job {}, whose task {task:?} it does not own; its row is left as it is",
             r.plugin,
