@@ -384,8 +384,8 @@ fn load_and_connect(dirs: &[PathBuf], env: &HostEnv) -> Result<(Registry, Queue)
         Err(_) if !recovered.is_empty() => Queue::open(&env.connection),
         queue => queue,
     }
-    .inspect_err(|e| recovery::record_in_table_failed(&recovered, e))?;
-    recovery::record_in_table(&mut queue, &registry, &recovered);
+    .inspect_err(|e| recovery::record_in_table_failed(env, &recovered, e))?;
+    recovery::record_in_table(&mut queue, &registry, env, &recovered);
     Ok((registry, queue))
 }
 
@@ -394,7 +394,7 @@ fn load_and_connect(dirs: &[PathBuf], env: &HostEnv) -> Result<(Registry, Queue)
 /// from the report that run owed (`source::api`); the recovery's own outcome is logged.
 fn load_and_recover(dirs: &[PathBuf], env: &HostEnv) -> Result<Registry, Failure> {
     let registry = loaded_registry(dirs, Registry::load(dirs), env)?;
-    recovery::log_unreported(&recovery::recover_plugins(&registry, env));
+    recovery::log_unreported(env, &recovery::recover_plugins(&registry, env));
     Ok(registry)
 }
 

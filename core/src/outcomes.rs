@@ -177,7 +177,9 @@ pub fn record_ending(state_dir: &Path, id: u64, task: &str, ending: &Ending, end
     }
 }
 
-fn mark_if_partial(state_dir: &Path, id: u64, task: &str, e: &JobError) {
+/// Mark the node partial when `e` says job `id` of `task` left it so (also used by the
+/// recovery at start-up, for a dead job's outcome).
+pub fn mark_if_partial(state_dir: &Path, id: u64, task: &str, e: &JobError) {
     if e.state != ServerState::Partial {
         return;
     }

@@ -366,6 +366,46 @@ fn a_dead_runs_leftovers_are_rolled_back_by_its_plugins_recover_and_its_row_says
 }
 
 #[test]
+fn a_recovery_that_leaves_the_server_partial_marks_the_node() {
+    let server = MariaDb::start();
+    let dir = plugin_dir(&[fixture_file("dbjobs_fixture_recover")]);
+    let dbjobs = Dbjobs::new(&server, dir.path());
+    dbjobs.run(&["init"]).assert_code(0);
+    let (running, id) = journaled_job_running(&server, &dbjobs);
+    kill_9(running);
+
+    let out = dbjobs
+        .clone()
+        .set("journaled_recover", "partial")
+        .run(&["run"]);
+    out.assert_code(0);
+    let row = job_row(&server, id);
+    assert_eq!(
+        row.result_text(),
+        format!("failed, server left partial: killed; dbjobs_fixture_journaled.shadow_{id} could not be dropped")
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("job {id} (journaled) left the node partial")),
+        "{}",
+        out.stderr
+    );
+    let mark = std::fs::read_to_string(server.state_dir().join("partial.json")).unwrap();
+    assert!(mark.contains(&format!("\"job_id\":{id}")), "{mark}");
+    let out = dbjobs.run(&["jobs", "--json"]);
+    out.assert_code(0);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    let listed = rows
+        .iter()
+        .find(|r| r["id"] == id)
+        .expect("the job is listed");
+    assert_eq!(
+        (&listed["kind"], &listed["server_state"]),
+        (&"internal".into(), &"partial".into())
+    );
+}
+
+#[test]
 fn in_api_mode_the_recovery_runs_too_and_the_dead_job_is_reported_error() {
     let server = MariaDb::start();
     let rm = RepmanStandin::start("vendor", &format!("127.0.0.1:{}", server.port()), "secret");

@@ -391,8 +391,9 @@ pub trait Plugin: Default + Send + Sync + 'static {
     /// Each returned `(job id, error)` is the final outcome of a dead job; the host writes it
     /// to that job's row if the row is still unfinished (in place of the generic
     /// "abandoned"), so say what the recovery did and the state it left the server in
-    /// ([`JobError::with_state`]). An `Err` is logged as an error and the host goes on: one
-    /// plugin's failed recovery does not stop the jobs of the others.
+    /// ([`JobError::with_state`]): a [`crate::ServerState::Partial`] marks the node, and the
+    /// host refuses restores until an operator clears it. An `Err` is logged as an error and
+    /// the host goes on: one plugin's failed recovery does not stop the jobs of the others.
     fn recover(&self, host: &Host<'_>) -> Result<Vec<(u64, JobError)>, JobError> {
         let _ = host;
         Ok(Vec::new())
