@@ -40,8 +40,8 @@
 //! `--skip-comments` dumps, a single database without `--databases`, a section ending with a
 //! `DELIMITER` other than `;`), or its plan would record more than [`PLAN_BUDGET`] bytes,
 //! [`PlanBuilder::finish`] says why and the restore falls back to one session. Once the
-//! builder knows that, it forgets what it recorded and only counts lines, so its memory is
-//! bounded whatever the dump.
+//! builder knows that, it forgets what it recorded and ignores the rest of the dump, so its
+//! memory is bounded and its time linear whatever the dump.
 
 use std::collections::HashMap;
 
@@ -269,6 +269,11 @@ impl PlanBuilder {
     /// logic looks at no more), so a data line of many MiB costs no memory.
     /// [`finish`](Self::finish) takes a last line without a newline.
     pub fn feed(&mut self, mut chunk: &[u8]) {
+        if self.refused.is_some() {
+            // Nothing more to plan: the rest of the dump is not even split into lines.
+            self.forget();
+            return;
+        }
         while !chunk.is_empty() {
             let (piece, ends) = match newline(chunk) {
                 Some(i) => (&chunk[..=i], true),
@@ -450,8 +455,8 @@ impl PlanBuilder {
         self.refused.get_or_insert(why);
     }
 
-    /// Drop everything recorded, once the dump is refused: from then on the builder only
-    /// counts lines, in constant memory.
+    /// Drop everything recorded, once the dump is refused: from then on the builder ignores
+    /// what it is fed, in constant memory.
     fn forget(&mut self) {
         if !self.forgotten {
             self.forgotten = true;
