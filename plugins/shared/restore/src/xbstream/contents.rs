@@ -18,12 +18,12 @@
 //! * the metadata the backup tool sends last (`xtrabackup_checkpoints`, `xtrabackup_info`) is
 //!   there: a stream cut exactly between two files is otherwise complete.
 //!
-//! What stays uncheckable: a damaged name of an empty file whose table keeps its name
-//! elsewhere in the stream only when the damaged name is itself a valid table's (two empty
-//! tables swapping names), and a damaged top-level file name of a backup without definitions.
-//! [`StreamSummary::check_extracted`](super::StreamSummary::check_extracted) then compares what
-//! the extractor wrote with this table, so an extractor that stopped early (and still exited 0)
-//! is caught too.
+//! What stays uncheckable inside the stream: a damaged name of an empty file that lands on
+//! the name of another table of the same database (its `.frm` then "accounts" for it), any
+//! damaged name in a backup without `.frm` files (MySQL 8), and a damaged name of an empty
+//! top-level file. [`StreamSummary::check_extracted`](super::StreamSummary::check_extracted)
+//! compares what the extractor wrote with this table, so an extractor that stopped early
+//! (and still exited 0) is caught too.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
