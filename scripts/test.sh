@@ -20,7 +20,7 @@ export RUSTC_BOOTSTRAP=1 # cargo-fuzz passes nightly-only sanitizer flags
 cargo fuzz build --fuzz-dir fuzz
 fuzz_corpus=$(mktemp -d)
 trap 'rm -rf "$fuzz_corpus"' EXIT
-for target in xbstream_forward:xbstream dump_plan:gzip option_file:option_file job_row:-; do
+for target in xbstream_forward:xbstream dump_plan:gzip gzip_decode:gzip option_file:option_file job_row:-; do
     name=${target%%:*} seeds=${target##*:}
     dirs=()
     for d in "tests/bad-inputs/$seeds" "fuzz/seeds/$name"; do

@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use dbjobs_restore::dump_plan::{DumpPlan, PlanBuilder, Span};
+use dbjobs_restore::logical::plan::{DumpPlan, PlanBuilder, Span};
 use libfuzzer_sys::fuzz_target;
 
 /// The most SQL a gzip'd input is decompressed to: the crafted seeds (48 and 64 MiB) exceed
