@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what dbjobs's tests, demo and benchmark need on a Debian machine, when it is missing:
 # MariaDB server, client and backup tools, socat and gzip (the reference pipeline of the
-# benchmark), systemd's analyzer and dpkg (the package tests), cargo-deb (scripts/package.sh).
-# As root it uses apt; otherwise it names what to install and fails.
+# benchmark), systemd's analyzer and dpkg (the package tests), cargo-deb (scripts/package.sh),
+# a C++ compiler and cargo-fuzz (the fuzz targets in fuzz/). As root it uses apt; otherwise it
+# names what to install and fails.
 set -euo pipefail
 
 need_pkgs=()
@@ -20,6 +21,7 @@ have gcc || need_pkgs+=(gcc)
 have systemd-analyze || need_pkgs+=(systemd)
 have dpkg-deb || need_pkgs+=(dpkg)
 have strip || need_pkgs+=(binutils)
+have g++ || need_pkgs+=(g++) # libfuzzer-sys builds libFuzzer
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     # shellcheck disable=SC2207
@@ -60,4 +62,16 @@ if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
     echo "setup: installing cargo-deb $CARGO_DEB_VERSION with cargo install"
     cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet
 fi
-echo "setup: $(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version), $(cargo --version)"
+
+# The fuzz targets' runner (scripts/test.sh replays their corpora); it drives the nightly
+# sanitizer flags, which the stable toolchain accepts with RUSTC_BOOTSTRAP=1.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-fuzz with cargo install (a few minutes)"
+    if ! cargo install cargo-fuzz --locked >/tmp/dbjobs-cargo-fuzz-install.log 2>&1; then
+        tail -20 /tmp/dbjobs-cargo-fuzz-install.log >&2
+        echo "setup: cannot install cargo-fuzz: run 'cargo install cargo-fuzz --locked' (it needs crates.io and a C compiler), then run this again" >&2
+        exit 1
+    fi
+fi
+
+echo "setup: $(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version), $(cargo --version), $(cargo fuzz --version)"

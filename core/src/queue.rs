@@ -541,8 +541,9 @@ pub fn detect_layout(conn: &mut Conn) -> Result<Option<TableLayout>> {
     }))
 }
 
-/// Cut `text` to `max` characters keeping the end, prefixed with `...` when cut; replace
-/// non-ASCII characters when the column cannot store them.
+/// Cut `text` to `max` characters keeping the end, prefixed with `...` when cut (a column
+/// of fewer than 3 characters gets as many dots as it holds); replace non-ASCII characters
+/// when the column cannot store them.
 pub fn fit_result(text: &str, max: usize, unicode: bool) -> String {
     let text: String = if unicode {
         text.to_string()
@@ -555,9 +556,12 @@ pub fn fit_result(text: &str, max: usize, unicode: bool) -> String {
     if n <= max {
         return text;
     }
-    let keep = max.saturating_sub(3);
-    let tail: String = text.chars().skip(n - keep).collect();
-    format!("...{tail}")
+    const MARK: &str = "...";
+    if max <= MARK.len() {
+        return MARK[..max].to_string();
+    }
+    let tail: String = text.chars().skip(n - (max - MARK.len())).collect();
+    format!("{MARK}{tail}")
 }
 
 #[cfg(test)]
@@ -573,6 +577,13 @@ mod tests {
         assert!(cut.starts_with("..."));
         assert!(cut.ends_with("xEND"));
         assert_eq!(fit_result("caf\u{e9}", 10, false), "caf?");
+        // Every width fits exactly, down to a column of no character.
+        for max in 0..=6 {
+            let cut = fit_result("failed: a long message", max, true);
+            assert_eq!(cut.chars().count(), max, "{max}: {cut:?}");
+        }
+        assert_eq!(fit_result("abcdef", 4, true), "...f");
+        assert_eq!(fit_result("ab", 2, true), "ab");
     }
 
     #[test]

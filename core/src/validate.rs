@@ -63,6 +63,12 @@ pub fn endpoint(
 }
 
 /// Check that `s` is an IPv4/IPv6 address or a DNS host name; return it without IPv6 brackets.
+///
+/// IPv4 addresses are accepted as dotted quads only. The system resolver also reads the
+/// older numeric forms (`127.1`, `2130706433`, `0x7f.1`, `017700000001` all are 127.0.0.1),
+/// which would let a row name an address that no operator reading it recognises; a name
+/// whose last label is a number can only be such a form (no top-level domain is numeric), so
+/// it is refused unless it is a dotted quad.
 pub fn host(s: &str) -> Result<String, String> {
     let bare = s
         .strip_prefix('[')
@@ -70,6 +76,12 @@ pub fn host(s: &str) -> Result<String, String> {
         .unwrap_or(s);
     if bare.parse::<std::net::IpAddr>().is_ok() {
         return Ok(bare.to_string());
+    }
+    let shown: String = s.chars().take(80).collect();
+    if bare.rsplit('.').next().is_some_and(is_numeric_label) {
+        return Err(format!(
+            "server {shown:?} looks like a numeric address but is not a dotted-quad IPv4 address (such as 127.0.0.1) nor an IPv6 one"
+        ));
     }
     let valid = bare.len() <= 253
         && bare.split('.').all(|label| {
@@ -83,9 +95,21 @@ pub fn host(s: &str) -> Result<String, String> {
     if valid {
         Ok(bare.to_string())
     } else {
-        let shown: String = s.chars().take(80).collect();
         Err(format!("server {shown:?} is not a host name or IP address"))
     }
+}
+
+/// Whether a host name label is a number the resolver reads as part of an IPv4 address:
+/// decimal (octal with a leading 0) digits, or `0x` and hexadecimal digits.
+fn is_numeric_label(label: &str) -> bool {
+    let digits = match label
+        .strip_prefix("0x")
+        .or_else(|| label.strip_prefix("0X"))
+    {
+        Some(hex) => return hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => label,
+    };
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -104,6 +128,35 @@ mod tests {
             assert!(host(bad).is_err(), "{bad}");
         }
         assert!(host(&"a".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn numeric_forms_other_than_dotted_quads_are_refused() {
+        // Each is 127.0.0.1 to the resolver.
+        for bad in [
+            "0x7f.1",
+            "2130706433",
+            "127.1",
+            "017700000001",
+            "0x7f000001",
+            "0x",
+            "127.0.1",
+            "010.0.0.1",
+            "[127.1]",
+        ] {
+            let e = host(bad).unwrap_err();
+            assert!(e.contains("dotted-quad"), "{bad}: {e}");
+        }
+        for good in [
+            "127.0.0.1",
+            "1e100.net",
+            "0x7f.example",
+            "db1",
+            "10.0.0.1",
+            "::1",
+        ] {
+            assert!(host(good).is_ok(), "{good}");
+        }
     }
 
     #[test]

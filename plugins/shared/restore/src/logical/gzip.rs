@@ -1,12 +1,15 @@
-//! The receive of a logical restore: one gzip member, decompressed and verified.
+//! The receive of a logical restore: every gzip member, decompressed and verified.
 //!
 //! The stream is decompressed (flate2) into the staging file while a second thread writes it
-//! and, for a parallel apply, builds the dump's plan from the same bytes. The gzip trailer
-//! (CRC-32 and length) must check out; up to [`MAX_PADDING`](crate::receive::MAX_PADDING)
-//! stale bytes after it are accepted (replication-manager's sender pads its last write), more
-//! are refused. A stream cut short fails here, before anything was applied.
+//! and, for a parallel apply, builds the dump's plan from the same bytes. A gzip file may hold
+//! several members one after the other (`gzip -c a >> dump.gz`, pigz, a dump compressed in
+//! pieces), which `gunzip -c` prints whole: so are they staged, each one's trailer (CRC-32
+//! and length) checked ([`Members`]). After the last member, up to
+//! [`MAX_PADDING`](crate::receive::MAX_PADDING) stale bytes are accepted
+//! (replication-manager's sender pads its last write), more are refused. A stream cut short
+//! or a damaged member fails here, before anything was applied.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -18,11 +21,13 @@ use dbjobs_sdk::JobError;
 /// What phase 1 got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReceivedDump {
-    /// Bytes of the gzip member (header to trailer).
+    /// Bytes of the gzip members (first header to last trailer).
     pub compressed: u64,
+    /// How many gzip members they were.
+    pub members: u64,
     /// Bytes of SQL it decompressed to.
     pub sql_bytes: u64,
-    /// Stale bytes after the member, accepted as the sender's padding.
+    /// Stale bytes after the last member, accepted as the sender's padding.
     pub padding: u64,
 }
 
@@ -42,7 +47,7 @@ pub struct Staged<W> {
 /// enough (4 MiB) to keep the memory of a receive bounded.
 const IN_FLIGHT: usize = 4;
 
-/// Decompress one gzip member from `input` into `out`, verifying its trailer, then accept at
+/// Decompress the gzip members of `input` into `out`, verifying each trailer, then accept at
 /// most [`MAX_PADDING`](crate::receive::MAX_PADDING) stale bytes after it. `progress` gets
 /// the SQL bytes decompressed so far.
 ///
@@ -151,16 +156,119 @@ fn pump(
     }
 }
 
-/// Inflate the gzip member of `input` with `copy` (which reads the decompressed bytes until
-/// their end), verify the trailer and accept the sender's padding after it.
+/// The first bytes of a gzip member: ID1, ID2 and the deflate method. Stale padding after
+/// the last member is a copy of compressed bytes, which start like this once in 16 million.
+const MEMBER_START: [u8; 3] = [0x1f, 0x8b, 0x08];
+
+/// The gzip members of a stream read one after the other as one stream of SQL. flate2
+/// checks each member's trailer; after a member, a next one starts only where
+/// [`MEMBER_START`] follows, so the sender's stale padding ends the members (flate2's
+/// `MultiGzDecoder` would take it for a damaged member).
+struct Members<'a, R: BufRead> {
+    state: Member<'a, R>,
+    /// Members begun so far.
+    count: u64,
+}
+
+/// The decoder of one member, reading first the bytes peeked to find it.
+type MemberDecoder<'a, R> = flate2::bufread::GzDecoder<io::Chain<Cursor<Vec<u8>>, &'a mut R>>;
+
+/// Where [`Members`] is.
+enum Member<'a, R: BufRead> {
+    /// Inflating a member whose first bytes were peeked into the cursor.
+    Inflating(Box<MemberDecoder<'a, R>>),
+    /// After the last member: `peeked` bytes that follow it were read already.
+    Ended { peeked: u64 },
+    /// Between the two (only while a read runs, or after it failed).
+    Moved,
+}
+
+impl<'a, R: BufRead> Members<'a, R> {
+    fn new(input: &'a mut R) -> Self {
+        let state = Member::Inflating(Box::new(flate2::bufread::GzDecoder::new(
+            Cursor::new(Vec::new()).chain(input),
+        )));
+        Members { state, count: 1 }
+    }
+
+    /// A member ended: start the next one if [`MEMBER_START`] follows, else end (a stream
+    /// ending on the first byte or two of it is cut).
+    fn next_member(&mut self) -> io::Result<()> {
+        let Member::Inflating(gz) = std::mem::replace(&mut self.state, Member::Moved) else {
+            unreachable!("called after a member only")
+        };
+        let (cursor, input) = gz.into_inner().into_inner();
+        let mut head = cursor.get_ref()[cursor.position() as usize..].to_vec();
+        while head.len() < MEMBER_START.len() {
+            let buf = input.fill_buf()?;
+            if buf.is_empty() {
+                break;
+            }
+            let take = (MEMBER_START.len() - head.len()).min(buf.len());
+            head.extend_from_slice(&buf[..take]);
+            input.consume(take);
+        }
+        if !head.is_empty() && head.len() < MEMBER_START.len() && MEMBER_START.starts_with(&head) {
+            // The input ended a byte or two into what starts like a member: a cut, as
+            // [`crate::xbstream`] judges a stream cut into a chunk header.
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the stream ended in the header of a gzip member",
+            ));
+        }
+        self.state = if head.starts_with(&MEMBER_START) {
+            self.count += 1;
+            Member::Inflating(Box::new(flate2::bufread::GzDecoder::new(
+                Cursor::new(head).chain(input),
+            )))
+        } else {
+            Member::Ended {
+                peeked: head.len() as u64,
+            }
+        };
+        Ok(())
+    }
+
+    /// Bytes read after the last member to see that no other one follows.
+    fn peeked(&self) -> u64 {
+        match self.state {
+            Member::Ended { peeked } => peeked,
+            _ => 0,
+        }
+    }
+}
+
+impl<R: BufRead> Read for Members<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match &mut self.state {
+                Member::Inflating(gz) => match gz.read(buf)? {
+                    0 => self.next_member()?,
+                    n => return Ok(n),
+                },
+                Member::Ended { .. } => return Ok(0),
+                Member::Moved => {
+                    return Err(io::Error::other("the gzip members were already read"));
+                }
+            }
+        }
+    }
+}
+
+/// Inflate every gzip member of `input` with `copy` (which reads the decompressed bytes until
+/// their end), verify each trailer and accept the sender's padding after the last.
 fn inflate_verified<R: Read>(
     input: CountingReader<'_, R>,
     copy: impl FnOnce(&mut dyn Read) -> Result<u64, CopyError>,
 ) -> Result<ReceivedDump, JobError> {
     let mut buffered = BufReader::with_capacity(COPY_BUFFER, input);
-    let copied = {
-        let mut gz = flate2::bufread::GzDecoder::new(&mut buffered);
-        copy(&mut gz)
+    let (copied, members, peeked) = {
+        let mut gz = Members::new(&mut buffered);
+        let copied = copy(&mut gz);
+        (copied, gz.count, gz.peeked())
     };
     let sql_bytes = match copied {
         Ok(n) => n,
@@ -195,15 +303,16 @@ fn inflate_verified<R: Read>(
         }
     };
     let read_ahead = buffered.buffer().len() as u64;
-    let compressed = buffered.get_ref().count() - read_ahead;
+    let compressed = buffered.get_ref().count() - read_ahead - peeked;
     if compressed == 0 {
         return Err(buffered
             .get_ref()
             .error("the sender closed the connection without sending anything"));
     }
-    let padding = drain_padding(&mut buffered, 0)?;
+    let padding = drain_padding(&mut buffered, peeked)?;
     Ok(ReceivedDump {
         compressed,
+        members,
         sql_bytes,
         padding,
     })
@@ -319,6 +428,52 @@ mod tests {
             .unwrap();
         assert!(err.message.contains("min_free_mb"), "{err}");
         assert_eq!(err.kind, dbjobs_sdk::ErrorKind::NoSpace);
+    }
+
+    /// A file of `tests/bad-inputs/gzip/`.
+    fn bad_input(name: &str) -> Vec<u8> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../tests/bad-inputs/gzip/"
+        );
+        std::fs::read(format!("{dir}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn every_member_is_staged() {
+        // The file fuzzing found: main staged `SELECT 1;` and took the rest for padding.
+        let (r, out) = run(&bad_input("two_members.sql.gz")).unwrap();
+        assert_eq!(out, b"SELECT 1;\nSELECT 2;\n");
+        assert_eq!((r.members, r.compressed, r.padding), (2, 60, 0));
+
+        // Three members, the middle one empty, then stale padding (also one that starts
+        // like a gzip header but not like a member: ID1 ID2 without the method). A stream
+        // ending on the first bytes of a member is cut.
+        let sql = sample();
+        let (a, b) = sql.split_at(sql.len() / 3);
+        let members = [gz(a), gz(b""), gz(b)].concat();
+        for pad in [&[0xABu8; 16383][..], &[0x1f, 0x8b, 0x00, 0x01][..], b""] {
+            let (r, out) = run(&[&members[..], pad].concat()).unwrap();
+            assert_eq!(out, sql);
+            assert_eq!(r.members, 3);
+            assert_eq!(r.compressed, members.len() as u64);
+            assert_eq!(r.padding, pad.len() as u64);
+        }
+
+        for cut in [&[0x1f][..], &[0x1f, 0x8b][..]] {
+            let err = run(&[&members[..], cut].concat()).unwrap_err();
+            assert!(err.message.contains("cut short"), "{err}");
+        }
+
+        // A damaged or cut later member is refused, not dropped.
+        let mut damaged = [gz(a), gz(b)].concat();
+        let at = damaged.len() - gz(b).len() / 2;
+        damaged[at] ^= 0x55;
+        let err = run(&damaged).unwrap_err();
+        assert!(err.message.contains("the gzip data is corrupt"), "{err}");
+        let two = [gz(a), gz(b)].concat();
+        let err = run(&two[..two.len() - 3]).unwrap_err();
+        assert!(err.message.contains("cut short"), "{err}");
     }
 
     #[test]

@@ -38,13 +38,22 @@
 //!
 //! When the dump does not look like this (no `-- Current Database:` marker: `--compact` or
 //! `--skip-comments` dumps, a single database without `--databases`, a section ending with a
-//! `DELIMITER` other than `;`), [`PlanBuilder::finish`] says why and the restore falls back
-//! to one session.
+//! `DELIMITER` other than `;`), or its plan would record more than [`PLAN_BUDGET`] bytes,
+//! [`PlanBuilder::finish`] says why and the restore falls back to one session. Once the
+//! builder knows that, it forgets what it recorded and ignores the rest of the dump, so its
+//! memory is bounded and its time linear whatever the dump.
 
 use std::collections::HashMap;
 
 use crate::logical::filter::{DumpFilter, MARKER_MAX};
 use dbjobs_kit::sql::is_system_schema;
+
+/// The most bytes a plan may record (spans, names, foreign-key references, counted as the
+/// builder records them). A plan costs about 200 bytes per table, so this holds well over
+/// 100 000 tables; a dump that needs more (or a crafted one: millions of table markers or
+/// header lines) is applied in one session instead, so the builder's heap stays under a few
+/// times this whatever the dump ([`PlanBuilder::finish`] then says why).
+pub const PLAN_BUDGET: usize = 32 << 20;
 
 /// How much of a line [`PlanBuilder::feed`] keeps while the rest of it streams by: enough to
 /// tell a line longer than [`MARKER_MAX`] (whose text nothing looks at) from a shorter one.
@@ -164,6 +173,10 @@ pub struct PlanBuilder {
     rest_db: Option<usize>,
     /// Why the dump is not recognised, once known.
     refused: Option<String>,
+    /// Whether what was recorded was dropped after the refusal.
+    forgotten: bool,
+    /// Bytes recorded so far, against [`PLAN_BUDGET`].
+    recorded: usize,
     /// The first bytes (at most [`HEAD`]) of the line [`PlanBuilder::feed`] is in the middle of.
     partial: Vec<u8>,
     /// The length so far of that line (0: no line begun).
@@ -187,6 +200,8 @@ impl Default for PlanBuilder {
             tables: Vec::new(),
             rest_db: None,
             refused: None,
+            forgotten: false,
+            recorded: 0,
             partial: Vec::new(),
             partial_len: 0,
         }
@@ -254,6 +269,11 @@ impl PlanBuilder {
     /// logic looks at no more), so a data line of many MiB costs no memory.
     /// [`finish`](Self::finish) takes a last line without a newline.
     pub fn feed(&mut self, mut chunk: &[u8]) {
+        if self.refused.is_some() {
+            // Nothing more to plan: the rest of the dump is not even split into lines.
+            self.forget();
+            return;
+        }
         while !chunk.is_empty() {
             let (piece, ends) = match newline(chunk) {
                 Some(i) => (&chunk[..=i], true),
@@ -292,10 +312,14 @@ impl PlanBuilder {
         let start = self.offset;
         self.offset += len;
         self.line_no += 1;
+        if self.refused.is_some() {
+            self.forget();
+            return;
+        }
         // Data lines (`(1,'a'),` rows and `INSERT INTO` heads) are most of a dump and never
         // markers, USE, DELIMITER, header or CONSTRAINT lines: skip the text work for them.
         let short = len <= MARKER_MAX as u64 && !matches!(head.first(), Some(b'(' | b'I'));
-        if short && self.refused.is_none() {
+        if short {
             let text = String::from_utf8_lossy(head);
             let t = text.trim();
             if t.starts_with("-- ") {
@@ -305,7 +329,10 @@ impl PlanBuilder {
             } else if let Kind::Table { db, .. } = &self.kind {
                 if t.contains("REFERENCES `") {
                     let db = self.dbs[*db].name.clone();
-                    self.references.extend(references_in(t, &db));
+                    for (d, r) in references_in(t, &db) {
+                        self.record(2 * size_of::<String>() + d.len() + r.len());
+                        self.references.push((d, r));
+                    }
                 }
             }
         }
@@ -325,7 +352,10 @@ impl PlanBuilder {
                 s.end = self.offset;
                 s.lines += 1;
             }
-            _ => self.spans.push(lone),
+            _ => {
+                self.record(size_of::<Span>());
+                self.spans.push(lone);
+            }
         }
         if short && matches!(self.kind, Kind::Database(_) | Kind::Header) {
             let text = String::from_utf8_lossy(head);
@@ -336,6 +366,7 @@ impl PlanBuilder {
                 }
             }
             if self.kind == Kind::Header && t.starts_with("/*") {
+                self.record(size_of::<Span>());
                 self.plan.session_header.push(lone);
             }
         }
@@ -357,6 +388,7 @@ impl PlanBuilder {
                 }
                 None => {
                     let i = self.dbs.len();
+                    self.record(size_of::<Db>() + size_of::<(String, usize)>() + 2 * name.len());
                     self.dbs.push(Db {
                         name: name.clone(),
                         ..Db::default()
@@ -396,7 +428,7 @@ impl PlanBuilder {
         match self.current_db {
             Some(db) => self.kind = Kind::Table { db, name },
             None => {
-                self.refused = Some(format!(
+                self.refuse(format!(
                     "table `{name}` comes before any `-- Current Database:` marker (a dump made without --databases)"
                 ));
                 self.kind = Kind::Other(None);
@@ -404,13 +436,52 @@ impl PlanBuilder {
         }
     }
 
+    /// Count `bytes` more recorded; past [`PLAN_BUDGET`], the dump is not planned.
+    fn record(&mut self, bytes: usize) {
+        self.recorded += bytes;
+        if self.recorded > PLAN_BUDGET {
+            self.refuse(format!(
+                "planning it would take more than {} MiB of memory ({} table sections and {} databases by line {}), more than a parallel apply is worth",
+                PLAN_BUDGET >> 20,
+                self.tables.len(),
+                self.dbs.len(),
+                self.line_no
+            ));
+        }
+    }
+
+    /// The dump is not planned, for `why` (the first reason is kept).
+    fn refuse(&mut self, why: String) {
+        self.refused.get_or_insert(why);
+    }
+
+    /// Drop everything recorded, once the dump is refused: from then on the builder ignores
+    /// what it is fed, in constant memory.
+    fn forget(&mut self) {
+        if !self.forgotten {
+            self.forgotten = true;
+            self.spans = Vec::new();
+            self.references = Vec::new();
+            self.tables = Vec::new();
+            self.dbs = Vec::new();
+            self.db_index = HashMap::new();
+            self.plan = DumpPlan::default();
+            self.kind = Kind::Other(None);
+            self.current_db = None;
+            self.rest_db = None;
+        }
+    }
+
     /// End the current section: file its spans in the phase it belongs to.
     fn close(&mut self) {
-        if self.delimiter != ";" && self.refused.is_none() {
-            self.refused = Some(format!(
+        if self.delimiter != ";" {
+            self.refuse(format!(
                 "a section ends at line {} with DELIMITER {} in force",
                 self.line_no, self.delimiter
             ));
+        }
+        if self.refused.is_some() {
+            return; // nothing more is recorded; the next line forgets the rest
         }
         let spans = std::mem::take(&mut self.spans);
         let references = std::mem::take(&mut self.references);
@@ -422,6 +493,12 @@ impl PlanBuilder {
                 if system(self, Some(db)) {
                     self.plan.first.extend(spans);
                 } else if !spans.is_empty() {
+                    self.record(size_of::<TableSection>() + name.len());
+                    // Kept until `finish`: no room to spare (a section has one to a few
+                    // spans, and a growing vector would hold four).
+                    let (mut spans, mut references) = (spans, references);
+                    spans.shrink_to_fit();
+                    references.shrink_to_fit();
                     self.tables.push(TableSection {
                         db,
                         name,
@@ -439,6 +516,7 @@ impl PlanBuilder {
                     if let Some(i) = db {
                         if self.rest_db != Some(i) {
                             if let Some(u) = self.dbs[i].use_line {
+                                self.record(size_of::<Span>());
                                 self.plan.rest.push(u);
                             }
                             self.rest_db = Some(i);
@@ -990,5 +1068,145 @@ CREATE TABLE `p` (`id` int);
         assert!(a == 0 && a < t.find("CREATE TABLE `c`").unwrap(), "{t}");
         assert!(b > t.find("CREATE TABLE `c`").unwrap(), "{t}");
         assert!(b < t.find("CREATE TABLE `p`").unwrap(), "{t}");
+    }
+
+    /// The heap the current thread holds: a global allocator that counts, per thread, what
+    /// is allocated and freed, and the peak since [`heap::peak_of`] started.
+    mod heap {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static NOW: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn add(delta: isize) {
+            // `try_with`: nothing to count while the thread's locals are torn down.
+            let _ = NOW.try_with(|now| {
+                let v = now.get() + delta;
+                now.set(v);
+                let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
+            });
+        }
+
+        /// Counts every allocation of this test binary, on the thread that makes it.
+        pub struct Counting;
+
+        // SAFETY: every call is forwarded to the system allocator unchanged.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                let p = unsafe { System.alloc(layout) };
+                if !p.is_null() {
+                    add(layout.size() as isize);
+                }
+                p
+            }
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                let p = unsafe { System.alloc_zeroed(layout) };
+                if !p.is_null() {
+                    add(layout.size() as isize);
+                }
+                p
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                unsafe { System.dealloc(ptr, layout) };
+                add(-(layout.size() as isize));
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+                let p = unsafe { System.realloc(ptr, layout, new) };
+                if !p.is_null() {
+                    // Old and new block both exist while the data moves: count the peak so.
+                    add(new as isize);
+                    add(-(layout.size() as isize));
+                }
+                p
+            }
+        }
+
+        /// What `f` returns, and the most heap the thread held above its start while it ran.
+        pub fn peak_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
+            let base = NOW.with(Cell::get);
+            PEAK.with(|p| p.set(base));
+            let r = f();
+            let peak = PEAK.with(Cell::get) - base;
+            (r, peak.max(0) as usize)
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: heap::Counting = heap::Counting;
+
+    /// The plan of the gzip'd dump `gz`, decompressed and fed in 1 MiB pieces as the receive
+    /// does, and the heap peak of it all.
+    fn plan_of_gzip(gz: &[u8]) -> (Result<DumpPlan, String>, usize) {
+        use std::io::Read;
+        heap::peak_of(|| {
+            let mut d = flate2::read::MultiGzDecoder::new(gz);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut b = PlanBuilder::default();
+            loop {
+                let n = d.read(&mut buf).expect("a valid gzip file");
+                if n == 0 {
+                    break;
+                }
+                b.feed(&buf[..n]);
+            }
+            b.finish()
+        })
+    }
+
+    /// A file of `tests/bad-inputs/gzip/`.
+    fn bad_input(name: &str) -> Vec<u8> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../tests/bad-inputs/gzip/"
+        );
+        std::fs::read(format!("{dir}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// The bound the builder's heap stays under: the budget, the growth of the vectors that
+    /// hold it (up to twice their length, three times while one moves) and the grouping of
+    /// `finish`.
+    const HEAP_BOUND: usize = 4 * PLAN_BUDGET;
+
+    #[test]
+    fn crafted_dumps_are_planned_in_bounded_memory() {
+        // 48 MiB of header comment lines (a span each), 64 MiB of table markers (a section
+        // each): 512 MiB and 1.2 GiB of heap before the budget.
+        for (name, says) in [
+            ("plan_mem_header_lines.sql.gz", "more than 32 MiB of memory"),
+            ("plan_mem_sections.sql.gz", "more than 32 MiB of memory"),
+        ] {
+            let (plan, peak) = plan_of_gzip(&bad_input(name));
+            let why = plan.unwrap_err();
+            assert!(why.contains(says), "{name}: {why}");
+            assert!(peak < HEAP_BOUND, "{name}: {peak} bytes of heap");
+        }
+    }
+
+    #[test]
+    fn a_dump_of_many_tables_is_planned_within_the_bound() {
+        // 50 000 tables in 50 databases, each table a section with its data and a foreign
+        // key: planned, in less heap than the bound.
+        let mut dump = String::from("/*!40101 SET NAMES utf8mb4 */;\n");
+        for d in 0..50 {
+            dump.push_str(&format!("-- Current Database: `d{d}`\nUSE `d{d}`;\n"));
+            for t in 0..1000 {
+                dump.push_str(&format!(
+                    "-- Table structure for table `t{t}`\nCREATE TABLE `t{t}` (`id` int,\n  CONSTRAINT `f` FOREIGN KEY (`id`) REFERENCES `t{}` (`id`)\n);\n-- Dumping data for table `t{t}`\nINSERT INTO `t{t}` VALUES (1);\n",
+                    t / 2
+                ));
+            }
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, dump.as_bytes()).unwrap();
+        let (plan, peak) = plan_of_gzip(&gz.finish().unwrap());
+        let plan = plan.unwrap();
+        assert_eq!(
+            plan.units.iter().map(|u| u.tables.len()).sum::<usize>(),
+            50_000
+        );
+        assert!(peak < HEAP_BOUND, "{peak} bytes of heap");
     }
 }
