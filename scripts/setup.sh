@@ -2,7 +2,7 @@
 # Installs what dbjobs's tests, demo and benchmark need on a Debian machine, when it is missing:
 # MariaDB server, client and backup tools, socat and gzip (the reference pipeline of the
 # benchmark), systemd's analyzer and dpkg (the package tests), cargo-deb (scripts/package.sh),
-# a C++ compiler and cargo-fuzz (the fuzz targets in fuzz/). As root it uses apt; otherwise it
+# a C++ compiler and cargo-fuzz (the fuzz targets in tests/fuzz/). As root it uses apt; otherwise it
 # names what to install and fails.
 set -euo pipefail
 
