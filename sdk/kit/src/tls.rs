@@ -9,11 +9,12 @@
 //! handshake completed (rustls) with the node's certificate; a plain one is read as before.
 //!
 //! The certificate is the one of the settings `receive_tls_cert`/`receive_tls_key` (PEM files,
-//! declared by the host), or else one generated once (rcgen, ECDSA P-256, self-signed) and kept
-//! in the host's `state_dir` as `receive-tls.pem` (certificate and key in one 0600 file, so
-//! two jobs generating at once cannot leave a certificate with the other's key). It is
-//! loaded when the job starts, before anything listens, so a bad certificate fails the job
-//! before replication-manager is told to connect.
+//! declared by the host), loaded when the job starts, before anything listens, so a bad one
+//! fails the job before replication-manager is told to connect. Without them it is one
+//! generated once (rcgen, ECDSA P-256, self-signed) and kept in the host's `state_dir` as
+//! `receive-tls.pem` (certificate and key in one 0600 file, so two jobs generating at once
+//! cannot leave a certificate with the other's key), made or read when the first TLS sender
+//! comes: a node that only ever receives plain streams gets no file.
 //!
 //! The peer check is not here: the listener refuses a peer the job does not name when it
 //! accepts the connection ([`crate::net::OneShotListener::accept_from`]), before any byte of
@@ -22,7 +23,7 @@
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dbjobs_sdk::{Host, JobError};
 use rustls::pki_types::pem::PemObject;
@@ -90,14 +91,15 @@ pub enum CertificateSource {
 
 /// The inbound listener's TLS side: the server configuration with the node's certificate.
 pub struct ReceiveTls {
-    config: Arc<ServerConfig>,
     source: CertificateSource,
+    /// Set at once for a configured certificate, at the first TLS sender for a generated one.
+    config: OnceLock<Result<Arc<ServerConfig>, JobError>>,
 }
 
 impl ReceiveTls {
-    /// The certificate a job presents: from `receive_tls_cert`/`receive_tls_key` when set,
-    /// else the one generated in `state_dir` (made now if missing). Call it when the job
-    /// starts, before listening.
+    /// The certificate a job presents: from `receive_tls_cert`/`receive_tls_key` when set
+    /// (read now), else the one generated in `state_dir` (see [`ReceiveTls::generated_in`]).
+    /// Call it when the job starts, before listening.
     pub fn prepare(host: &Host<'_>) -> Result<Self, JobError> {
         let setting = |name: &str| {
             host.setting(name)
@@ -106,7 +108,7 @@ impl ReceiveTls {
         };
         match (setting("receive_tls_cert"), setting("receive_tls_key")) {
             (Some(cert), Some(key)) => Self::from_files(Path::new(&cert), Path::new(&key)),
-            (None, None) => Self::generated_in(&crate::server::state_dir(host)?),
+            (None, None) => Ok(Self::generated_in(&crate::server::state_dir(host)?)),
             _ => Err(JobError::config(
                 "receive_tls_cert and receive_tls_key must be set together",
             )
@@ -129,48 +131,25 @@ impl ReceiveTls {
             return Err(bad("certificate", cert, &"no CERTIFICATE block in it"));
         }
         let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("private key", key, &e))?;
-        let source = CertificateSource::Configured {
-            cert: cert.to_path_buf(),
-        };
-        Self::with(certs, key_der, source)
-    }
-
-    /// The certificate generated once in `state_dir` ([`GENERATED_FILE`]), generated now if
-    /// it is not there yet. When two jobs generate at once, the first one stored wins and both
-    /// use it.
-    pub fn generated_in(state_dir: &Path) -> Result<Self, JobError> {
-        let file = state_dir.join(GENERATED_FILE);
-        if !file.exists() {
-            generate(state_dir, &file)?;
-        }
-        let certs = CertificateDer::pem_file_iter(&file)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| damaged(&file, &e))?;
-        let key = PrivateKeyDer::from_pem_file(&file).map_err(|e| damaged(&file, &e))?;
-        Self::with(certs, key, CertificateSource::Generated { file })
-    }
-
-    fn with(
-        certs: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-        source: CertificateSource,
-    ) -> Result<Self, JobError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| JobError::internal(format!("TLS setup: {e}")))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| {
-                JobError::config(format!(
-                    "the listener's certificate and key do not fit together: {e}"
-                ))
-                .with_hint("check that receive_tls_key is the private key of receive_tls_cert")
-            })?;
+        let config = server_config(certs, key_der)?;
         Ok(ReceiveTls {
-            config: Arc::new(config),
-            source,
+            source: CertificateSource::Configured {
+                cert: cert.to_path_buf(),
+            },
+            config: OnceLock::from(Ok(config)),
         })
+    }
+
+    /// The certificate generated once in `state_dir` ([`GENERATED_FILE`]), read (or generated,
+    /// when it is not there yet) when the first TLS sender comes. When two jobs generate at
+    /// once, the first one stored wins and both use it.
+    pub fn generated_in(state_dir: &Path) -> Self {
+        ReceiveTls {
+            source: CertificateSource::Generated {
+                file: state_dir.join(GENERATED_FILE),
+            },
+            config: OnceLock::new(),
+        }
     }
 
     /// Where the certificate came from.
@@ -198,25 +177,74 @@ impl ReceiveTls {
         if n == 0 || first[0] != TLS_HANDSHAKE_RECORD {
             return Ok(ReceivedStream::Plain(stream));
         }
-        self.handshake(stream)
+        let config = self.server_config()?;
+        handshake(config, stream)
             .map_err(|e| JobError::network(format!("TLS handshake with {peer} failed: {e}")))
     }
 
-    fn handshake(&self, mut stream: TcpStream) -> io::Result<ReceivedStream> {
-        let mut conn = ServerConnection::new(Arc::clone(&self.config)).map_err(io::Error::other)?;
-        while conn.is_handshaking() {
-            conn.complete_io(&mut stream)?;
-        }
-        Ok(ReceivedStream::Tls(Box::new(StreamOwned::new(
-            conn, stream,
-        ))))
+    /// The server configuration; the generated certificate is made or read on first use.
+    fn server_config(&self) -> Result<Arc<ServerConfig>, JobError> {
+        self.config
+            .get_or_init(|| match &self.source {
+                CertificateSource::Generated { file } => load_generated(file),
+                CertificateSource::Configured { .. } => unreachable!("loaded when made"),
+            })
+            .clone()
     }
+}
+
+/// Complete the handshake of a sender whose first byte said TLS.
+fn handshake(config: Arc<ServerConfig>, mut stream: TcpStream) -> io::Result<ReceivedStream> {
+    let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut stream)?;
+    }
+    Ok(ReceivedStream::Tls(Box::new(StreamOwned::new(
+        conn, stream,
+    ))))
+}
+
+/// rustls' server side with `certs` and `key`: ring, TLS 1.2 and 1.3, no client certificate
+/// (the sender is checked by its address), and no session tickets: the node never writes
+/// after the handshake, so a sender that closes without reading leaves nothing unread, which
+/// would make its kernel reset the connection and lose the end of the stream here.
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, JobError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| JobError::internal(format!("TLS setup: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            JobError::config(format!(
+                "the listener's certificate and key do not fit together: {e}"
+            ))
+            .with_hint("check that receive_tls_key is the private key of receive_tls_cert")
+        })?;
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
+/// The generated certificate in `file`, generated first when it is not there.
+fn load_generated(file: &Path) -> Result<Arc<ServerConfig>, JobError> {
+    if !file.exists() {
+        generate(file)?;
+    }
+    let certs = CertificateDer::pem_file_iter(file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| damaged(file, &e))?;
+    let key = PrivateKeyDer::from_pem_file(file).map_err(|e| damaged(file, &e))?;
+    server_config(certs, key)
 }
 
 /// Generate a self-signed certificate into `file`, unless another job stored one first: the
 /// PEM is written to a private temporary file and hard-linked into place, which fails when
 /// the file exists.
-fn generate(state_dir: &Path, file: &Path) -> Result<(), JobError> {
+fn generate(file: &Path) -> Result<(), JobError> {
+    let state_dir = file.parent().unwrap_or(Path::new("."));
     crate::private::create_private_dir(state_dir)?;
     let names = vec![host_name(), "localhost".to_string()];
     let cert = rcgen::generate_simple_self_signed(names).map_err(|e| {
@@ -299,26 +327,9 @@ mod tests {
     fn tls_and_plain_senders_on_one_port() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let tls = ReceiveTls::generated_in(&state).unwrap();
-        let file = state.join(GENERATED_FILE);
-        assert_eq!(
-            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        let cert = CertificateDer::pem_file_iter(&file)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap();
+        let tls = ReceiveTls::generated_in(&state);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-
-        let sender = std::thread::spawn(move || tls_send(port, cert, b"\x1f\x8bsecret over tls"));
-        assert_eq!(
-            receive(&tls, &listener),
-            (true, b"\x1f\x8bsecret over tls".to_vec())
-        );
-        sender.join().unwrap();
 
         let sender = std::thread::spawn(move || {
             TcpStream::connect(("127.0.0.1", port))
@@ -326,19 +337,36 @@ mod tests {
                 .write_all(b"XBSTCK01 plain")
                 .unwrap()
         });
-        assert_eq!(
-            receive(&tls, &listener),
-            (false, b"XBSTCK01 plain".to_vec())
-        );
+        let plain = receive(&tls, &listener);
+        assert_eq!(plain, (false, b"XBSTCK01 plain".to_vec()));
+        sender.join().unwrap();
+        assert!(!state.exists(), "no certificate is made for a plain sender");
+
+        // The certificate is made for the first TLS sender; a client trusting it gets in.
+        tls.server_config().unwrap();
+        let file = state.join(GENERATED_FILE);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let cert = CertificateDer::pem_file_iter(&file)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let data = b"\x1f\x8b secret over tls";
+        let sender = std::thread::spawn(move || tls_send(port, cert, data));
+        assert_eq!(receive(&tls, &listener), (true, data.to_vec()));
         sender.join().unwrap();
     }
 
     #[test]
     fn the_generated_certificate_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        ReceiveTls::generated_in(dir.path()).unwrap();
+        ReceiveTls::generated_in(dir.path())
+            .server_config()
+            .unwrap();
         let first = std::fs::read(dir.path().join(GENERATED_FILE)).unwrap();
-        let again = ReceiveTls::generated_in(dir.path()).unwrap();
+        let again = ReceiveTls::generated_in(dir.path());
+        again.server_config().unwrap();
         assert_eq!(
             std::fs::read(dir.path().join(GENERATED_FILE)).unwrap(),
             first
