@@ -8,8 +8,8 @@
 # --size MB   generated data (default 300; --quick: 30)
 # --runs N    samples per side of each row (default 5; --quick: 3)
 # --quick     smoke run: 30 MB, 3 runs, 20 latency jobs, 10 s of idle CPU, 300/600 MB memory sizes
-# --only ROW  run only these rows (repeatable or comma-separated): idle latency backup receive
-#             logical physical memory
+# --only ROW  run only these rows (repeatable or comma-separated): idle latency busy backup
+#             receive logical physical memory
 # --no-build  use target/release as it is (default: cargo build --release --workspace)
 #
 # It builds in release mode, starts two throwaway mariadbd (source and reseed target, own
@@ -30,7 +30,7 @@ BENCH=$ROOT/scripts/bench
 export PATH="$PATH:/usr/sbin:/sbin"
 export LC_ALL=C
 
-ALL_ROWS=(idle latency backup receive logical physical memory)
+ALL_ROWS=(idle latency busy backup receive logical physical memory)
 size=""
 runs=""
 quick=0
@@ -377,6 +377,67 @@ row_latency() {
         "$(awk -v a="${S[3]}" 'BEGIN { printf "%.4f", a / 59.4 }')" "p99 <= 1.1 s" \
         "$(awk -v a="${S[3]}" 'BEGIN { print (a <= 1.1) ? "yes" : "**no**" }')" >>"$table"
     say "- pick-up latency: \`daemon --interval 1s\`; $latency_jobs \`example\` jobs (port 0) submitted one at a time after a random 0-1 s pause; latency = from just before \`dbjobs submit\` starts (so it includes the submit's own run time) to the daemon's millisecond log line \"job N (example) started\". Submit -> job finished: p99 ${E[3]} s, median ${E[0]} s. The reference is analytic: cron starts the script every 60 s, so a job waits uniformly 0-60 s (median 30 s, p99 59.4 s) plus the pass itself."
+}
+
+# --- row: error-log pick-up latency while a backup streams -------------------------------------
+# One errorlog job of the busy row toward a fresh /dev/null listener: the latency from just
+# before its submit to the daemon's "started" line is appended to $lat.
+busy_errorlog_once() {
+    local log=$1 ts id line
+    sink_start
+    now_us ts
+    id=$(dbj "$SRC" submit errorlog --server 127.0.0.1 --job-port "$SINK_PORT" 2>>"$logs/submit.log")
+    line=$(wait_log "$log" "job $id \(errorlog\) started" 10)
+    lat+=" $(awk -v a="$(log_ms "$line")" -v t="$ts" 'BEGIN { printf "%.3f", (a - t / 1000) / 1000 }')"
+    wait_log "$log" "job $id \(errorlog\) (succeeded|failed)" 30 >/dev/null
+    wait "$SINK_PID" || true
+}
+row_busy() {
+    serves mariabackup || { skip busy "no plugin serves the mariabackup task"; return; }
+    serves errorlog || { skip busy "no plugin serves the errorlog task"; return; }
+    clear_queue "$SRC"
+    local log=$logs/daemon-busy.log gate=$work/busy.gate port sp pid bid t0 now i=0 lat="" streamed
+    local min_secs=30
+    port=$(free_port)
+    : >"$gate"
+    "$BENCH/slow-sink.sh" "$port" "$gate" &
+    sp=$!
+    BENCH_PIDS+=("$sp")
+    wait_listen "$port"
+    dbj_bg "$SRC" "$log" daemon --interval 1s
+    pid=$BG_PID
+    wait_log "$log" "daemon started" >/dev/null
+    bid=$(dbj "$SRC" submit mariabackup --server 127.0.0.1 --job-port "$port" 2>>"$logs/submit.log")
+    wait_log "$log" "job $bid \(mariabackup\) started" 10 >/dev/null
+    now_us t0
+    note "busy: $latency_jobs errorlog jobs (and at least $min_secs s) while a mariabackup job streams to a slow listener"
+    while :; do
+        now_us now
+        [ "$i" -ge "$latency_jobs" ] && [ $(((now - t0) / 1000000)) -ge "$min_secs" ] && break
+        sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", r / 32768 }')"
+        busy_errorlog_once "$log"
+        i=$((i + 1))
+    done
+    now_us now
+    streamed=$(awk -v us=$((now - t0)) 'BEGIN { printf "%.1f", us / 1e6 }')
+    if grep -qE "job $bid \(mariabackup\) (succeeded|failed)" "$log"; then
+        kill "$pid" 2>/dev/null || true
+        record_fail "error-log pick-up latency while a backup streams" "the backup ended before the measurement did"
+        return
+    fi
+    rm -f "$gate"
+    wait_log "$log" "job $bid \(mariabackup\) (succeeded|failed)" "$(job_timeout)" >/dev/null
+    kill "$pid"
+    wait "$pid" || true
+    wait "$sp" || true
+    grep -q "job $bid (mariabackup) succeeded" "$log" || say "- busy: the backup job did not succeed once let through: $(grep "job $bid (mariabackup)" "$log" | tail -1 | cut -c1-300)"
+    local S
+    read -r -a S <<<"$(tr ' ' '\n' <<<"$lat" | awk NF | stats)"
+    printf '| %s | %s | p99 %s, median %s (%s-%s) | one task at a time: until the backup ends (> %s here) | - | %s | %s |\n' \
+        "error-log pick-up latency, submit -> job started, while a mariabackup job streams ($i jobs in $streamed s)" "s" \
+        "${S[3]}" "${S[0]}" "${S[1]}" "${S[2]}" "$streamed" "p99 <= 1.1 s" \
+        "$(awk -v a="${S[3]}" 'BEGIN { print (a <= 1.1) ? "yes" : "**no**" }')" >>"$table"
+    say "- busy: \`daemon --interval 1s\` with a \`mariabackup\` job streaming to scripts/bench/slow-sink.sh (reads 64 KiB every 100 ms until the measurement is over, then lets the backup finish); meanwhile $i \`errorlog\` jobs, each toward its own /dev/null listener, submitted one at a time after a random 0-1 s pause, for at least $min_secs s of streaming ($streamed s). Latency = from just before \`dbjobs submit\` starts to the daemon's log line \"job N (errorlog) started\". The reference is the scheduling before workers: one task at a time, so an error-log job waited for the end of the backup."
 }
 
 # --- row: physical backup streamed to a loopback listener --------------------------------------

@@ -18,9 +18,11 @@
 //! settings, declared once), [`setting_catalog`] (every declared setting: start-up checks),
 //! [`settings_doc`] (`dbjobs settings`), [`db`] (sessions and rows as text), [`queue`] (the
 //! table protocol), [`validate`] (row fields), [`loader`] (plugin libraries), [`context`]
-//! (what plugins call back into), [`runner`] (passes and the daemon), [`recovery`] (what
-//! dead runs left, handed to the plugins at start-up), [`state_dir`] (what outlives a run), [`outcomes`] (how jobs ended, typed), [`node_state`] (the mark of a node
-//! left partial), [`doctor`] (is the node ready?), [`manual`] (man pages and shell
+//! (what plugins call back into), [`runner`] (passes, the daemon, one job's run), [`workers`]
+//! (jobs of different tasks at the same time, each on a thread of its own), [`recovery`] (what
+//! dead runs left, handed to the plugins at start-up), [`state_dir`] (what outlives a run),
+//! [`outcomes`] (how jobs ended, typed), [`node_state`] (the mark of a node left partial),
+//! [`doctor`] (is the node ready?), [`manual`] (man pages and shell
 //! completions from the CLI definition).
 
 pub mod config;
@@ -43,5 +45,6 @@ pub mod settings_doc;
 pub mod source;
 pub mod state_dir;
 pub mod validate;
+pub mod workers;
 
 pub use error::{Error, Result};

@@ -61,11 +61,13 @@ struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// One pass over all tasks: run the newest pending job of each (the cron mode).
+    /// One pass over all tasks: run the newest pending job of each, different tasks at the same
+    /// time (at most max_parallel_jobs), and exit when they ended (the cron mode).
     Run,
-    /// Repeat passes until SIGTERM (the running job is finished first; a second signal cancels it).
+    /// Poll for jobs until SIGTERM, jobs of different tasks at the same time (at most
+    /// max_parallel_jobs); on SIGTERM the running jobs finish first, a second signal cancels them.
     Daemon {
-        /// Pause between passes, e.g. 1s, 500ms, 2m.
+        /// Pause between polls, e.g. 1s, 500ms, 2m.
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         interval: Duration,
     },
@@ -300,7 +302,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let failed = match env.host.jobs_mode {
                 JobsMode::Sql => {
                     let (registry, queue) = load_and_connect(&dirs, &env)?;
-                    let source = TableSource::new(queue);
+                    let source = TableSource::new(queue, &env.connection);
                     let reports = runner::run_pass(&source, &registry, &env)?;
                     reports.iter().filter(|r| !r.ok).count()
                 }
@@ -325,25 +327,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     // Fail fast on a wrong configuration; later connection losses are retried.
                     let (registry, queue) = load_and_connect(&dirs, &env)?;
                     log_daemon_start(&registry, interval);
-                    runner::run_daemon(&registry, &env, queue, interval)
+                    let source = TableSource::new(queue, &env.connection);
+                    runner::run_daemon(&source, &registry, &env, interval)?
                 }
                 JobsMode::Api => {
                     let registry = load_and_recover(&dirs, &env)?;
                     let source = ApiSource::open(&env)?;
                     log_daemon_start(&registry, interval);
-                    let mut seen = 0;
-                    runner::run_loop(&env, interval, |env| {
-                        let failed = match runner::run_pass(&source, &registry, env) {
-                            Ok(reports) => reports.iter().filter(|r| !r.ok).count(),
-                            Err(e) => {
-                                log::error!("pass failed: {e}");
-                                0
-                            }
-                        };
-                        let errors = source.errors() - seen;
-                        seen += errors;
-                        failed + errors
-                    })
+                    runner::run_daemon(&source, &registry, &env, interval)? + source.errors()
                 }
             };
             if failed > 0 {

@@ -12,8 +12,9 @@
 //! * the lock dies with its session, so a killed run never blocks a task; the rows it left
 //!   half-done are failed as *abandoned* by the next run that takes the lock (otherwise
 //!   replication-manager would refuse new jobs of that task forever);
-//! * different tasks run in parallel in different processes (a long backup does not hold up
-//!   the error-log shipping of the next cron run).
+//! * different tasks run in parallel, in different processes (a long backup does not hold up
+//!   the error-log shipping of the next cron run) and in one process, where each worker has
+//!   a session of its own (see `crate::source::table`).
 //!
 //! The writes that mark a row running or waiting are conditional updates whose affected-row
 //! count is checked as well, so even a foreign agent ignoring the lock cannot make dbjobs run a
@@ -117,6 +118,12 @@ impl Queue {
             opts: opts.clone(),
             layout,
         })
+    }
+
+    /// Whether the session still answers: an idle session kept for the next worker may have
+    /// been closed by the server meanwhile (a restart, `wait_timeout`).
+    pub fn alive(&mut self) -> bool {
+        self.conn.ping().is_ok()
     }
 
     /// The layout found.

@@ -1,8 +1,10 @@
-//! One pass over a job source (the cron mode), and the daemon loop around it.
+//! One pass over a job source (the cron mode), the daemon loop, and the run of one job.
 //!
 //! The runner does not know where jobs come from: a [`JobSource`] names the tasks worth
 //! claiming and claims their jobs; the runner runs each through its plugin with the host
-//! context and records the ending through the job's [`JobLink`].
+//! context and records the ending through the job's [`JobLink`]. Jobs of different tasks run
+//! at the same time, each in a worker of [`crate::workers`]; [`run_task`] and what it calls
+//! are one job, the same whoever schedules it.
 
 use std::time::{Duration, Instant};
 
@@ -12,11 +14,11 @@ use dbjobs_sdk::abi::HostApi_TO;
 use dbjobs_sdk::{Job, JobError, Outcome};
 
 use crate::context::{HostEnv, JobContext};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::loader::{LoadedPlugin, Registry, Task};
-use crate::queue::{Ending, Queue};
-use crate::source::table::TableSource;
+use crate::queue::Ending;
 use crate::source::{JobLink, JobSource};
+use crate::workers::{Ended, Workers};
 
 /// How one job of a pass ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,23 +35,76 @@ pub struct JobReport {
     pub duration: Duration,
 }
 
-/// Run every pending job once: for each task a plugin owns, the job the source hands out.
+/// How often a waiting scheduler looks at the signals: the reaction time to SIGTERM.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// Run every pending job once: for each task a plugin owns, the job the source hands out,
+/// the jobs of different tasks at the same time (at most `max_parallel_jobs`), each in a
+/// worker of [`crate::workers`]. Returns when every job ended; a stop request (SIGTERM)
+/// starts no further job and lets the running ones finish, a second one cancels them.
+///
+/// An error of the source (the server went away) is returned once every worker ended; the
+/// jobs that ran are in the log and where they came from.
 pub fn run_pass(
     source: &dyn JobSource,
     registry: &Registry,
     env: &HostEnv,
 ) -> Result<Vec<JobReport>> {
+    let max = parallel_limit(env)?;
     source.settle(env);
-    let mut reports = Vec::new();
-    for task in source.candidates(registry, env)? {
-        if env.stop_requested() {
-            break;
+    let tasks = source.candidates(registry, env)?;
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let run = |task: &str| run_task(source, registry, env, task);
+    std::thread::scope(|scope| {
+        let mut workers = Workers::new(scope, &run, max);
+        for task in &tasks {
+            workers.want(task);
         }
-        if let Some(report) = run_task(source, registry, env, &task)? {
-            reports.push(report);
+        let mut ended = PassEnd::default();
+        while !env.stop_requested() {
+            workers.start_waiting();
+            if workers.running() == 0 {
+                break;
+            }
+            ended.add(workers.next_ended(SIGNAL_CHECK));
+        }
+        finish_running(env, &mut workers, &mut |e| ended.add(e));
+        ended.into_result()
+    })
+}
+
+/// What the workers of a pass left: the reports, and the first error of the source (later
+/// ones are logged).
+#[derive(Default)]
+struct PassEnd {
+    reports: Vec<JobReport>,
+    error: Option<Error>,
+}
+
+impl PassEnd {
+    fn add(&mut self, ended: Option<Ended>) {
+        match ended.map(|e| (e.task, e.result)) {
+            Some((_, Ok(report))) => self.reports.extend(report),
+            Some((task, Err(e))) if self.error.is_some() => log::error!("task {task}: {e}"),
+            Some((_, Err(e))) => self.error = Some(e),
+            None => {}
         }
     }
-    Ok(reports)
+
+    fn into_result(self) -> Result<Vec<JobReport>> {
+        self.error.map_or(Ok(self.reports), Err)
+    }
+}
+
+/// `max_parallel_jobs`, which must allow one job at least.
+fn parallel_limit(env: &HostEnv) -> Result<usize> {
+    match env.host.max_parallel_jobs {
+        0 => Err(Error::new("max_parallel_jobs is 0: no job could ever run")
+            .help("set max_parallel_jobs to 1 or more in [dbjobs] (default 4)")),
+        n => Ok(n),
+    }
 }
 
 /// Claim and run the job of `task`; the claim is released when its link is dropped.
@@ -170,48 +225,97 @@ fn finish(
     })
 }
 
-/// Repeat passes over the job table every `interval` until a stop is requested; a pass that
-/// fails (server down) is logged and retried with a fresh session. `queue` is the session
-/// opened at start-up. Returns the number of failed jobs.
-pub fn run_daemon(registry: &Registry, env: &HostEnv, queue: Queue, interval: Duration) -> usize {
-    let mut source = Some(TableSource::new(queue));
-    run_loop(env, interval, |env| {
-        if source.is_none() {
-            match Queue::open(&env.connection) {
-                Ok(q) => source = Some(TableSource::new(q)),
-                Err(e) => {
-                    log::error!("{e}");
-                    return 0;
-                }
-            }
-        }
-        let s = source.as_ref().expect("opened above");
-        match run_pass(s, registry, env) {
-            Ok(reports) => reports.iter().filter(|r| !r.ok).count(),
-            Err(e) => {
-                log::error!("pass failed: {e}; reconnecting");
-                source = None;
-                0
-            }
-        }
-    })
-}
-
-/// Call `pass` every `interval` until a stop is requested; returns the sum of what it
-/// returned (failed jobs).
-pub fn run_loop(
+/// Poll the source every `interval` until a stop is requested, starting a worker for each
+/// task with a job that has none (at most `max_parallel_jobs` at a time) while the others
+/// run: a long job of one task never delays a job of another. A poll that fails (server down)
+/// is logged and tried again at the next one.
+///
+/// On the first SIGTERM nothing new starts and the running jobs finish; a second one cancels
+/// them (their plugins see `cancelled()`). Returns the number of failed jobs.
+pub fn run_daemon(
+    source: &dyn JobSource,
+    registry: &Registry,
     env: &HostEnv,
     interval: Duration,
-    mut pass: impl FnMut(&HostEnv) -> usize,
-) -> usize {
-    let mut failed = 0;
-    while !env.stop_requested() {
-        failed += pass(env);
-        let slept = Instant::now();
-        while slept.elapsed() < interval && !env.stop_requested() {
-            std::thread::sleep(Duration::from_millis(100).min(interval));
+) -> Result<usize> {
+    let max = parallel_limit(env)?;
+    let run = |task: &str| run_task(source, registry, env, task);
+    let failed = std::thread::scope(|scope| {
+        let mut workers = Workers::new(scope, &run, max);
+        let mut failed = 0;
+        let mut next_poll = Instant::now();
+        while !env.stop_requested() {
+            if Instant::now() >= next_poll {
+                poll(source, registry, env, &mut workers);
+                next_poll = Instant::now() + interval;
+            }
+            workers.start_waiting();
+            let wait = next_poll.saturating_duration_since(Instant::now());
+            failed += count_failed(workers.next_ended(wait.min(SIGNAL_CHECK)));
         }
-    }
+        finish_running(env, &mut workers, &mut |e| failed += count_failed(e));
+        failed
+    });
     log::info!("stop requested; daemon exits");
-    failed
+    Ok(failed)
+}
+
+/// One look at the source for the daemon: what an earlier run owed, then a worker asked for
+/// each task that may have a job.
+fn poll(source: &dyn JobSource, registry: &Registry, env: &HostEnv, workers: &mut Workers<'_, '_>) {
+    source.settle(env);
+    match source.candidates(registry, env) {
+        Ok(tasks) => {
+            for task in &tasks {
+                workers.want(task);
+            }
+        }
+        Err(e) => log::error!("polling for jobs failed: {e}; tried again at the next poll"),
+    }
+}
+
+/// After a stop request (or the end of a pass): start nothing new, wait for the running
+/// jobs, handing each end to `on_end`; a second signal cancels them.
+fn finish_running(
+    env: &HostEnv,
+    workers: &mut Workers<'_, '_>,
+    on_end: &mut dyn FnMut(Option<Ended>),
+) {
+    workers.forget_waiting();
+    if workers.running() > 0 {
+        log::info!(
+            "stop requested; waiting for {} running job(s) to finish (a second signal cancels them)",
+            workers.running()
+        );
+    }
+    let mut cancel_logged = false;
+    while workers.running() > 0 {
+        if !cancel_logged && env.signals.load(std::sync::atomic::Ordering::SeqCst) >= 2 {
+            log::warn!(
+                "second signal: cancelling {} running job(s)",
+                workers.running()
+            );
+            cancel_logged = true;
+        }
+        on_end(workers.next_ended(SIGNAL_CHECK));
+    }
+}
+
+/// 1 when a worker ended with a failed job, 0 otherwise; an error of the source is logged
+/// (the task is tried again at the next poll).
+fn count_failed(ended: Option<Ended>) -> usize {
+    match ended {
+        Some(Ended {
+            result: Ok(Some(report)),
+            ..
+        }) => usize::from(!report.ok),
+        Some(Ended {
+            task,
+            result: Err(e),
+        }) => {
+            log::error!("task {task}: {e}; tried again at the next poll");
+            0
+        }
+        _ => 0,
+    }
 }

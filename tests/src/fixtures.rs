@@ -6,7 +6,7 @@
 //! tests (and the log-shipping tests, for [`submit_job`]) drive dbjobs the same way.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -131,4 +131,33 @@ pub fn assert_staging_empty(backup_dir: &Path) {
         .map(|e| e.unwrap().path())
         .collect();
     assert!(left.is_empty(), "staging left behind: {left:?}");
+}
+
+/// A self-signed certificate for `cn` (and 127.0.0.1, localhost) and its key, made with the
+/// real `openssl req` in `dir` as `<stem>.crt` and `<stem>.key`: for a TLS server a test runs
+/// (replication-manager's stand-in) or one it configures dbjobs with.
+///
+/// # Panics
+/// When openssl is missing or fails.
+pub fn self_signed_certificate(dir: &Path, stem: &str, cn: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{stem}.crt"));
+    let key = dir.join(format!("{stem}.key"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec"])
+        .args(["-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={cn}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): apt-get install openssl"));
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
 }

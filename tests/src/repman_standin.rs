@@ -207,7 +207,7 @@ impl RepmanStandin {
     pub fn cert_file(&self) -> PathBuf {
         self.dir
             .path()
-            .join(format!("cert{}.pem", self.cert_serial))
+            .join(format!("cert{}.crt", self.cert_serial))
     }
 
     /// Serve a new self-signed certificate from now on (replication-manager reinstalled, or
@@ -340,36 +340,10 @@ impl Drop for RepmanStandin {
 /// Make a self-signed certificate for 127.0.0.1 with the real openssl CLI, and the server
 /// configuration serving it.
 fn server_config(dir: &Path, serial: u32) -> rustls::ServerConfig {
-    let cert = dir.join(format!("cert{serial}.pem"));
-    let key = dir.join(format!("key{serial}.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=replication-manager-standin",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): apt-get install openssl"));
-    assert!(
-        out.status.success(),
-        "openssl req failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (cert, key) = crate::fixtures::self_signed_certificate(
+        dir,
+        &format!("cert{serial}"),
+        "replication-manager-standin",
     );
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
         .expect("read the certificate")

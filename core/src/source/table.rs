@@ -1,32 +1,59 @@
 //! Jobs from the node's `replication_manager_schema.jobs` table (SQL mode): the claim rules
 //! are [`crate::queue`]'s; this is the [`JobSource`] face of them.
+//!
+//! A claim is a named lock, and a named lock belongs to the session that took it: so each
+//! claimed job holds a queue session of its own until its link is dropped, and jobs of
+//! different tasks can run at the same time (the runner's workers claim from several threads).
+//! The sessions are a pool: a claim or a poll takes a free one (a kept one that still answers,
+//! or a new one) and gives it back; one that failed is dropped, so a server that went away
+//! costs a new connection at the next use, and no reconnect logic. A pass with one job uses
+//! one session, the one it polled on.
 
 use std::sync::{Mutex, MutexGuard};
 
 use dbjobs_sdk::{Direction, Job, JobError, JobSource as Origin, ServerState, TableVariant};
 
 use super::{Claim, JobLink, JobSource};
+use crate::config::ConnectionOptions;
 use crate::context::HostEnv;
 use crate::error::Result;
 use crate::loader::{Registry, Task};
 use crate::queue::{Ending, JobRow, Queue};
 use crate::validate;
 
-/// The table, through the queue session.
+/// The table, through a pool of queue sessions (see the module docs).
 pub struct TableSource {
-    queue: Mutex<Queue>,
+    connection: ConnectionOptions,
+    free: Mutex<Vec<Queue>>,
 }
 
 impl TableSource {
-    /// A source over the queue session `queue`.
-    pub fn new(queue: Queue) -> Self {
+    /// A source starting with the session `queue`; more connect with `connection`.
+    pub fn new(queue: Queue, connection: &ConnectionOptions) -> Self {
         TableSource {
-            queue: Mutex::new(queue),
+            connection: connection.clone(),
+            free: Mutex::new(vec![queue]),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    /// A free session: a kept one that still answers, or a new one.
+    fn session(&self) -> Result<Queue> {
+        loop {
+            let kept = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match kept {
+                Some(mut q) => {
+                    if q.alive() {
+                        return Ok(q);
+                    }
+                }
+                None => return Queue::open(&self.connection),
+            }
+        }
+    }
+
+    /// Give a session back for the next use.
+    fn keep(&self, q: Queue) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).push(q);
     }
 }
 
@@ -35,14 +62,16 @@ impl JobSource for TableSource {
     /// task no loaded plugin owns are left for another agent, then failed (see
     /// [`reject_unowned`]).
     fn candidates(&self, registry: &Registry, env: &HostEnv) -> Result<Vec<String>> {
-        let unfinished = self.lock().unfinished()?;
+        let mut q = self.session()?;
+        let unfinished = q.unfinished()?;
         let mut busy: Vec<&str> = Vec::new();
         for row in &unfinished {
             match row.task.as_deref().map(str::trim) {
                 Some(t) if registry.owner(t).is_some() => busy.push(t),
-                task => reject_unowned(&self.queue, registry, env, row.id, task, row.age)?,
+                task => reject_unowned(&mut q, registry, env, row.id, task, row.age)?,
             }
         }
+        self.keep(q);
         Ok(registry
             .task_names()
             .filter(|t| busy.contains(t))
@@ -50,18 +79,23 @@ impl JobSource for TableSource {
             .collect())
     }
 
-    /// Take the task's lock, fail what an earlier run abandoned, take the newest pending row
-    /// and validate it. The lock is held until the link is dropped.
+    /// On a session of its own: take the task's lock, fail what an earlier run abandoned,
+    /// take the newest pending row and validate it. The lock and the session are held until
+    /// the link is dropped.
     fn claim<'s>(&'s self, task: &str, spec: &Task, _env: &HostEnv) -> Result<Option<Claim<'s>>> {
-        if !self.lock().lock_task(task)? {
+        let mut q = self.session()?;
+        if !q.lock_task(task)? {
             log::debug!("task {task} is being worked on by another dbjobs run; skipped");
+            self.keep(q);
             return Ok(None);
         }
-        let taken = take(&mut self.lock(), task, spec);
-        let (row, variant) = match taken {
+        let (row, variant) = match take(&mut q, task, spec) {
             Ok(Some(taken)) => taken,
             other => {
-                self.lock().unlock_task(task);
+                q.unlock_task(task);
+                if other.is_ok() {
+                    self.keep(q);
+                }
                 return other.map(|_| None);
             }
         };
@@ -72,6 +106,7 @@ impl JobSource for TableSource {
                 source: self,
                 task: task.to_string(),
                 id: row.id,
+                session: Some(Mutex::new(q)),
             }),
         }))
     }
@@ -112,11 +147,23 @@ fn validated_job(
     })
 }
 
-/// A claimed row; holds the task's lock until dropped.
+/// A claimed row with the session holding the task's lock, until dropped.
 struct TableLink<'s> {
     source: &'s TableSource,
     task: String,
     id: u64,
+    /// `Some` until dropped; the progress writer and the plugin's thread share it.
+    session: Option<Mutex<Queue>>,
+}
+
+impl TableLink<'_> {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.session
+            .as_ref()
+            .expect("held until dropped")
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl JobLink for TableLink<'_> {
@@ -126,11 +173,11 @@ impl JobLink for TableLink<'_> {
         if direction == Direction::Inbound {
             return Ok(true);
         }
-        self.source.lock().mark_running(self.id)
+        self.lock().mark_running(self.id)
     }
 
     fn waiting(&self) -> std::result::Result<(), String> {
-        match self.source.lock().mark_waiting(self.id) {
+        match self.lock().mark_waiting(self.id) {
             Ok(true) => Ok(()),
             Ok(false) => Err(
                 "the job row changed before the listener was up (deleted or taken by another agent)"
@@ -141,17 +188,17 @@ impl JobLink for TableLink<'_> {
     }
 
     fn progress(&self, text: &str) {
-        if let Err(e) = self.source.lock().progress(self.id, text) {
+        if let Err(e) = self.lock().progress(self.id, text) {
             log::debug!("job {} ({}): progress not written: {e}", self.id, self.task);
         }
     }
 
     fn finish(&self, ending: &Ending) -> Result<()> {
-        self.source.lock().finish(self.id, ending)
+        self.lock().finish(self.id, ending)
     }
 
     fn end_time(&self) -> Option<String> {
-        self.source.lock().end_of(self.id).unwrap_or_else(|e| {
+        self.lock().end_of(self.id).unwrap_or_else(|e| {
             log::warn!(
                 "job {} ({}): cannot read back its end time: {e}",
                 self.id,
@@ -164,7 +211,11 @@ impl JobLink for TableLink<'_> {
 
 impl Drop for TableLink<'_> {
     fn drop(&mut self) {
-        self.source.lock().unlock_task(&self.task);
+        if let Some(session) = self.session.take() {
+            let mut q = session.into_inner().unwrap_or_else(|p| p.into_inner());
+            q.unlock_task(&self.task);
+            self.source.keep(q);
+        }
     }
 }
 
@@ -174,7 +225,7 @@ impl Drop for TableLink<'_> {
 /// fail) with a warning, then failed with a message naming the fix, so that nobody waits for a
 /// job that no one will run.
 fn reject_unowned(
-    queue: &Mutex<Queue>,
+    queue: &mut Queue,
     registry: &Registry,
     env: &HostEnv,
     id: u64,
@@ -204,18 +255,9 @@ fn reject_unowned(
         }
     };
     let reason = reason.with_state(ServerState::Untouched);
-    let failed = queue
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .fail_if_pending(id, &reason)?;
-    if failed {
+    if queue.fail_if_pending(id, &reason)? {
         log::error!("job {id} rejected: {}", reason.result_text());
-        let end = queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .end_of(id)
-            .ok()
-            .flatten();
+        let end = queue.end_of(id).ok().flatten();
         let ending = Ending::Failure(reason);
         crate::outcomes::record_ending(&env.host.state_dir, id, task.unwrap_or(""), &ending, end);
     }

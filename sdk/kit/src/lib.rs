@@ -16,7 +16,9 @@
 //! * [`private`]: 0600 files and 0700 directories, written one way;
 //! * [`server`]: facts about the local server (version, vendor, datadir);
 //! * [`position`]: [`position::BinlogPosition`], the one position type, parsed from every
-//!   form dbjobs meets, with the payload replication-manager reads.
+//!   form dbjobs meets, with the payload replication-manager reads;
+//! * [`tls`]: the inbound listener's TLS side: a sender's ClientHello told from a plain
+//!   stream on the same port, the node's certificate (configured, or generated once).
 
 pub mod copy;
 pub mod net;
@@ -25,4 +27,5 @@ pub mod private;
 pub mod server;
 pub mod service;
 pub mod sql;
+pub mod tls;
 pub mod tool;

@@ -4,8 +4,10 @@
 //! the node listens, writes raw bytes and closes. [`accept`] binds first and only then lets the
 //! host mark the row waiting, accepts nobody but the row's `server` (or an address of the
 //! `receive_allow` setting), and gives up at a deadline instead of waiting forever (the bash
-//! agent's `socat` once waited seven days). The stream it returns has an idle read deadline,
-//! so a sender that stops sending fails the job instead of hanging it.
+//! agent's `socat` once waited seven days). A sender speaking TLS (replication-manager's
+//! `scheduler-db-servers-receiver-use-ssl`) gets the handshake completed with the node's
+//! certificate, a plain one is read as before, on the same port. The stream it returns has an
+//! idle read deadline, so a sender that stops sending fails the job instead of hanging it.
 //!
 //! The helpers below are shared by the logical and physical restores: [`CountingReader`]
 //! counts what arrived and turns a read timeout into a clear error, [`SpaceCheckedWriter`]
@@ -13,12 +15,13 @@
 //! bytes replication-manager's sender appends after the real end of a stream.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dbjobs_kit::copy::human_bytes;
 use dbjobs_kit::net::{OneShotListener, PeerFilter};
+use dbjobs_kit::tls::{ReceiveTls, ReceivedStream};
 use dbjobs_sdk::{ErrorKind, Host, Job, JobError};
 
 use crate::settings::RestoreSettings;
@@ -33,8 +36,9 @@ const SPACE_CHECK_EVERY: u64 = 64 << 20;
 
 /// replication-manager's accepted connection.
 pub struct Received {
-    /// The connection, blocking, with the idle read deadline (`receive_idle_timeout`) set.
-    pub stream: TcpStream,
+    /// The connection, plain or TLS (told apart by its first byte, see [`dbjobs_kit::tls`]),
+    /// blocking, with the idle read deadline (`receive_idle_timeout`) set.
+    pub stream: ReceivedStream,
     /// Who connected (an address the job allows).
     pub peer: SocketAddr,
 }
@@ -63,6 +67,8 @@ pub fn accept(
             "check the job's server or the receive_allow setting (comma-separated addresses)",
         )
     })?;
+    // The certificate for a TLS sender, loaded (or generated once) before anything listens.
+    let tls = ReceiveTls::prepare(host)?;
     let listener = OneShotListener::bind(settings.bind_address(), job.port).map_err(|e| {
         e.with_hint("free the port (`ss -ltnp` shows who holds it) or set receive_bind to an address of this node")
     })?;
@@ -101,7 +107,9 @@ pub fn accept(
             "cannot set the read deadline on the connection: {e}"
         ))
     })?;
-    host.info(&format!("receiving from {peer}"));
+    let stream = tls.accept(stream)?;
+    let over = if stream.is_tls() { " over TLS" } else { "" };
+    host.info(&format!("receiving from {peer}{over}"));
     Ok(Received { stream, peer })
 }
 
