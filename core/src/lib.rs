@@ -29,6 +29,7 @@ pub mod config;
 pub mod context;
 pub mod db;
 pub mod doctor;
+pub mod env;
 pub mod error;
 pub mod loader;
 pub mod manual;

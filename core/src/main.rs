@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use dbjobs::config::{ConnectionFlags, ConnectionOptions, OptionFile, Settings};
-use dbjobs::context::HostEnv;
+use dbjobs::env::HostEnv;
 use dbjobs::loader::{Registry, DEFAULT_PLUGIN_DIR};
 use dbjobs::node_state::{self, PartialMark};
 use dbjobs::outcomes::{self, OutcomeStore};

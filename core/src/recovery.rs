@@ -27,7 +27,7 @@ use dbjobs_sdk::JobError;
 
 pub use context::RecoveryContext;
 
-use crate::context::HostEnv;
+use crate::env::HostEnv;
 use crate::loader::{LoadedPlugin, Registry};
 use crate::outcomes::{self, OutcomeRecord, OutcomeStore};
 use crate::queue::{Ending, Queue};

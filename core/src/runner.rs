@@ -13,27 +13,15 @@ use abi_stable::sabi_types::RRef;
 use dbjobs_sdk::abi::HostApi_TO;
 use dbjobs_sdk::{Job, JobError, Outcome};
 
-use crate::context::{HostEnv, JobContext};
+use crate::context::JobContext;
+use crate::env::HostEnv;
 use crate::error::{Error, Result};
 use crate::loader::{LoadedPlugin, Registry, Task};
 use crate::queue::Ending;
 use crate::source::{JobLink, JobSource};
 use crate::workers::{Ended, Workers};
 
-/// How one job of a pass ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobReport {
-    /// Job id.
-    pub id: u64,
-    /// Task.
-    pub task: String,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// The result text (or the error).
-    pub result: String,
-    /// Wall time.
-    pub duration: Duration,
-}
+pub use crate::workers::JobReport;
 
 /// How often a waiting scheduler looks at the signals: the reaction time to SIGTERM.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);

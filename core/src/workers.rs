@@ -15,7 +15,21 @@ use std::thread::Scope;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::runner::JobReport;
+
+/// How one job of a pass ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobReport {
+    /// Job id.
+    pub id: u64,
+    /// Task.
+    pub task: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The result text (or the error).
+    pub result: String,
+    /// Wall time.
+    pub duration: Duration,
+}
 
 /// What a worker does: claim and run the job of a task; `None` when there was nothing to run
 /// (no job, or the task is claimed by another dbjobs).

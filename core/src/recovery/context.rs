@@ -12,7 +12,8 @@ use abi_stable::std_types::{RErr, ROption, RResult, RSlice, RStr, RString};
 use dbjobs_sdk::abi::{AbiRows, HostApi, LogLevel_NE};
 use dbjobs_sdk::LogLevel;
 
-use crate::context::{HostEnv, PluginSession};
+use crate::context::PluginSession;
+use crate::env::HostEnv;
 
 /// What one plugin's `recover` calls back into.
 pub struct RecoveryContext<'a> {

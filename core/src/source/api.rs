@@ -31,7 +31,7 @@ use dbjobs_sdk::{Direction, Job, JobError, JobSource as Origin, TableVariant};
 use serde_json::{json, Value};
 
 use super::{Claim, JobLink, JobSource};
-use crate::context::HostEnv;
+use crate::env::HostEnv;
 use crate::error::{Error, Result};
 use crate::loader::{Registry, Task};
 use crate::queue::Ending;

@@ -17,7 +17,7 @@ pub mod table;
 
 use dbjobs_sdk::{Direction, Job, JobError};
 
-use crate::context::HostEnv;
+use crate::env::HostEnv;
 use crate::error::Result;
 use crate::loader::{Registry, Task};
 use crate::queue::Ending;

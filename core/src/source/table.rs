@@ -15,7 +15,7 @@ use dbjobs_sdk::{Direction, Job, JobError, JobSource as Origin, ServerState, Tab
 
 use super::{Claim, JobLink, JobSource};
 use crate::config::ConnectionOptions;
-use crate::context::HostEnv;
+use crate::env::HostEnv;
 use crate::error::Result;
 use crate::loader::{Registry, Task};
 use crate::queue::{Ending, JobRow, Queue};
