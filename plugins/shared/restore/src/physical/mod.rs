@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod extract;
 pub mod files;
 pub mod full;
+pub mod imported;
 pub mod online;
 pub mod prepare;
 pub mod temp_server;

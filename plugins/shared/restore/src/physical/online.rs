@@ -19,6 +19,7 @@ use dbjobs_sdk::{Host, JobError};
 
 use super::catalog::{Catalog, Kind, TableDef};
 use super::files::{frm_stems, move_in, partition_names, subdirs, table_files};
+use super::imported;
 use crate::context::Context;
 use crate::objects;
 use crate::statement::exec;
@@ -136,9 +137,7 @@ fn restore_table(
             ))
         })?;
     if t.kind == Kind::Sequence {
-        host.warn(&format!(
-            "sequence {q} recreated from its definition; its current value is not restored"
-        ));
+        // Its state (next value, cycle) is given with the objects, after every table.
         return Ok(());
     }
     let table = TableFiles {
@@ -148,14 +147,15 @@ fn restore_table(
         to: live_dir,
         owner,
     };
-    if !t.is_innodb() {
-        return table.move_data_files(host);
-    }
     let partitions = partition_names(backup_dir, &table.stem);
-    if !partitions.is_empty() {
-        return table.restore_partitions(host, t, &partitions);
+    if !t.is_innodb() {
+        table.move_data_files(host)?;
+    } else if !partitions.is_empty() {
+        table.restore_partitions(host, t, &partitions)?;
+    } else {
+        table.import_tablespace(host)?;
     }
-    table.import_tablespace(host)
+    imported::finish(host, &t.schema, &t.name, t)
 }
 
 /// The files of one table being restored: the table, the file-system stem of its files, the
