@@ -66,26 +66,30 @@ impl NodeState {
     }
 }
 
-/// The job failed with `state` ("server untouched", "server rolled back") and `why` in its
-/// result; the node answers, holds what it held before, and nothing of the restore is left
-/// (no datadir beside the live one, no staging directory).
-fn assert_failed_as_before(
-    row: &JobRow,
-    log: &str,
-    state: &str,
-    why: &str,
+/// Run the full restore of `stream` on `dst`: it must fail with `state` ("server
+/// untouched", "server rolled back": then the old data was put back) and `why` in its
+/// result, and leave the node answering, holding what it held before, with nothing of the
+/// restore left (no datadir beside the live one, no staging directory). Returns the row.
+fn assert_fails_as_before(
+    d: &Dbjobs,
     dst: &MariaDb,
-    before: &NodeState,
+    stream: &[u8],
     staging: &Path,
-) {
-    let result = row.result_text();
+    (state, why): (&str, &str),
+) -> JobRow {
+    let before = NodeState::of(dst);
+    let (row, out) = run_inbound(d, dst, "reseedmariabackup", stream, WAIT);
+    let (result, log) = (row.result_text(), stderr(&out));
     assert!(!row.succeeded(), "{row:?}\n{log}");
     assert!(
         result.starts_with(&format!("failed, {state}: ")),
         "{result}\n{log}"
     );
     assert!(result.contains(why), "{result}\n{log}");
-    assert_eq!(&NodeState::of(dst), before, "the node's data changed");
+    if state == "server rolled back" {
+        assert!(result.contains("the old data was put back"), "{result}");
+    }
+    assert_eq!(NodeState::of(dst), before, "the node's data changed");
     let aside: Vec<_> = std::fs::read_dir(dst.base_dir())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -93,6 +97,15 @@ fn assert_failed_as_before(
         .collect();
     assert!(aside.is_empty(), "left beside the datadir: {aside:?}");
     assert_staging_empty(staging);
+    row
+}
+
+/// The plugin directory and the staging directory of a test.
+fn dirs() -> (tempfile::TempDir, tempfile::TempDir) {
+    (
+        plugin_dir(&[plugin_file("reseed")]),
+        tempfile::tempdir().unwrap(),
+    )
 }
 
 /// The stop command fails: nothing was changed, the server was never down.
@@ -103,27 +116,12 @@ fn a_service_that_does_not_stop_leaves_the_node_untouched() {
     let (stream, _) = xbstream_backup(&src);
     let dst = target();
     let scripts = ServiceScripts::new(&dst);
-    let (plugins, staging) = (
-        plugin_dir(&[plugin_file("reseed")]),
-        tempfile::tempdir().unwrap(),
-    );
+    let (plugins, staging) = dirs();
     let d = full_dbjobs(&dst, &scripts, plugins.path(), staging.path())
         .set("service_stop_command", "false")
         .set("service_start_command", "true");
-    let before = NodeState::of(&dst);
-
-    let (row, out) = run_inbound(&d, &dst, "reseedmariabackup", &stream, WAIT);
     let why = "stopping the service failed, nothing was changed";
-    let log = stderr(&out);
-    assert_failed_as_before(
-        &row,
-        &log,
-        "server untouched",
-        why,
-        &dst,
-        &before,
-        staging.path(),
-    );
+    assert_fails_as_before(&d, &dst, &stream, staging.path(), ("server untouched", why));
 }
 
 /// A backup of a server with 8 KiB InnoDB pages, restored into a node configured for
@@ -146,28 +144,15 @@ fn a_datadir_the_server_cannot_start_on_is_put_back() {
     let (stream, _) = xbstream_backup_of(&src, &datadir);
     let dst = target();
     let scripts = ServiceScripts::new(&dst);
-    let (plugins, staging) = (
-        plugin_dir(&[plugin_file("reseed")]),
-        tempfile::tempdir().unwrap(),
-    );
+    let (plugins, staging) = dirs();
     let d = full_dbjobs(&dst, &scripts, plugins.path(), staging.path());
-    let before = NodeState::of(&dst);
-
-    let (row, out) = run_inbound(&d, &dst, "reseedmariabackup", &stream, WAIT);
-    let log = stderr(&out);
     let why = "the server did not answer within 20 s after the service was started";
-    assert_failed_as_before(
-        &row,
-        &log,
-        "server rolled back",
-        why,
+    assert_fails_as_before(
+        &d,
         &dst,
-        &before,
+        &stream,
         staging.path(),
-    );
-    assert!(
-        row.result_text().contains("the old data was put back"),
-        "{row:?}"
+        ("server rolled back", why),
     );
     let server_log = std::fs::read_to_string(dst.error_log()).unwrap_or_default();
     assert!(
@@ -193,30 +178,17 @@ fn a_restored_server_that_cannot_take_the_queue_back_is_rolled_back() {
          GRANT ALL PRIVILEGES ON *.* TO dbjobs@localhost WITH GRANT OPTION",
     );
     let scripts = ServiceScripts::new(&dst);
-    let (plugins, staging) = (
-        plugin_dir(&[plugin_file("reseed")]),
-        tempfile::tempdir().unwrap(),
-    );
+    let (plugins, staging) = dirs();
     let account = account_file(&dst, "dbjobs", "node-pw-1");
     let d = full_dbjobs(&dst, &scripts, plugins.path(), staging.path()).defaults_file(&account);
-    let before = NodeState::of(&dst);
-
-    let (row, out) = run_inbound(&d, &dst, "reseedmariabackup", &stream, WAIT);
-    let log = stderr(&out);
     let why =
         "Access denied for user 'dbjobs'@'localhost' to database 'replication_manager_schema'";
-    assert_failed_as_before(
-        &row,
-        &log,
-        "server rolled back",
-        why,
+    assert_fails_as_before(
+        &d,
         &dst,
-        &before,
+        &stream,
         staging.path(),
-    );
-    assert!(
-        row.result_text().contains("the old data was put back"),
-        "{row:?}"
+        ("server rolled back", why),
     );
 }
 
