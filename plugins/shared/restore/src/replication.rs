@@ -7,7 +7,9 @@
 //! `SET GLOBAL gtid_slave_pos` needs every connection stopped, so they are all stopped
 //! before a restore changes the data, and after it, in the legacy and state variants (where
 //! dbjobs sets the position itself), every configured connection is started again, not
-//! only the default one (replication-manager issue 1706). `START SLAVE` is only tried on a
+//! only the default one (replication-manager issue 1706), each from its place: the backup
+//! sets the position of the domains it knows, the node keeps its own in the others.
+//! `START SLAVE` is only tried on a
 //! configured connection: a node without replication is not an error and its result does
 //! not say "MASTER_HOST was not set". In the payload variant and in API mode
 //! replication-manager applies the position and restarts every channel itself; the callers
@@ -152,8 +154,51 @@ fn start_all(
         .collect()
 }
 
-/// Set the backup's GTID as `gtid_slave_pos` (every connection stopped first) and start
-/// every configured connection: the result's notes, the position first.
+/// The node's `gtid_slave_pos`.
+pub fn slave_pos(host: &Host<'_>) -> Result<String, JobError> {
+    Ok(host
+        .query_value("SELECT @@GLOBAL.gtid_slave_pos", &[])?
+        .unwrap_or_default())
+}
+
+/// The replication position after a restore: the backup's GTID list, and for each
+/// replication domain it does not mention, the node's own position (`node`). A node that
+/// replicates from several masters in several domains keeps its place in the others: the
+/// backup says nothing about them (its source never applied a transaction of theirs, or
+/// its position would list them), and without it each other connection would replay its
+/// master's whole binary log. Sorted by domain, as the server prints it.
+pub fn merged_position(backup: &str, node: &str) -> String {
+    let domain = |gtid: &str| gtid.split('-').next().and_then(|d| d.parse::<u32>().ok());
+    let mut by_domain: std::collections::BTreeMap<u32, &str> = std::collections::BTreeMap::new();
+    for g in node.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        if let Some(d) = domain(g) {
+            by_domain.insert(d, g);
+        }
+    }
+    for g in backup.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        if let Some(d) = domain(g) {
+            by_domain.insert(d, g);
+        }
+    }
+    by_domain.into_values().collect::<Vec<_>>().join(",")
+}
+
+/// After a dump set its own `gtid_slave_pos`: give back the node's position (`before`, read
+/// before the replay) in the domains the dump does not mention (see [`merged_position`]).
+/// Replication is stopped (the logical restore stopped it, or none is configured).
+pub fn keep_other_domains(host: &Host<'_>, before: &str) -> Result<(), JobError> {
+    let now = slave_pos(host)?;
+    let merged = merged_position(&now, before);
+    if merged == now {
+        return Ok(());
+    }
+    exec(host, "SET GLOBAL gtid_slave_pos=?", &[&merged])
+        .map_err(|e| e.context("keeping the node's position in the domains the dump does not set"))
+}
+
+/// Set the backup's GTID as `gtid_slave_pos` (every connection stopped first; the node's
+/// position kept in the domains the backup does not mention, [`merged_position`]) and
+/// start every configured connection: the result's notes, the position first.
 pub fn set_position_and_start(
     host: &Host<'_>,
     p: &BinlogPosition,
@@ -167,23 +212,21 @@ pub fn set_position_and_start(
     if connections.iter().any(|c| c.running) {
         stop_for_restore(host)?;
     }
-    exec(host, "SET GLOBAL gtid_slave_pos=?", &[&p.gtid]).map_err(|e| {
+    let position = merged_position(&p.gtid, &slave_pos(host)?);
+    exec(host, "SET GLOBAL gtid_slave_pos=?", &[&position]).map_err(|e| {
         e.context(format!(
-            "the data was restored but gtid_slave_pos could not be set to {}",
-            p.gtid
+            "the data was restored but gtid_slave_pos could not be set to {position}"
         ))
         .with_hint(format!(
-            "set it by hand (SET GLOBAL gtid_slave_pos='{}') and start the replica",
-            p.gtid
+            "set it by hand (SET GLOBAL gtid_slave_pos='{position}') and start the replica"
         ))
     })?;
     if connections.is_empty() {
         return Ok(vec![format!(
-            "gtid_slave_pos={}; no replication configured, nothing started",
-            p.gtid
+            "gtid_slave_pos={position}; no replication configured, nothing started"
         )]);
     }
-    Ok(start_notes(&p.gtid, start_all(host, &connections)))
+    Ok(start_notes(&position, start_all(host, &connections)))
 }
 
 /// The notes of [`set_position_and_start`] for the outcome of each start.
@@ -243,6 +286,18 @@ mod tests {
             ]
         );
         assert!(configured(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_backup_sets_its_domains_the_node_keeps_the_others() {
+        assert_eq!(merged_position("0-1-16", ""), "0-1-16");
+        assert_eq!(merged_position("0-1-16", "0-2-99"), "0-1-16");
+        assert_eq!(merged_position("0-1-16", "3-3-7,0-1-2"), "0-1-16,3-3-7");
+        assert_eq!(
+            merged_position("5-1-1,0-1-16", "3-3-7"),
+            "0-1-16,3-3-7,5-1-1"
+        );
+        assert_eq!(merged_position("", "3-3-7"), "3-3-7");
     }
 
     #[test]
