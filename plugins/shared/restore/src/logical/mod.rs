@@ -109,12 +109,15 @@ impl RestoreEngine for Logical {
             replication::stop_for_restore(ctx.host)?;
         }
         let replay_started = objects::server_now(ctx.host)?;
+        let position_before = replication::slave_pos(ctx.host)?;
         ctx.changes.begin(ctx.host, "applying the dump")?;
         let applied = self
             .apply(ctx, prepared)
             .map_err(|e| replication::left_stopped(e, replica_stopped))?;
         // The node is (or becomes) a replica: the dump's enabled events run on the master.
         objects::disable_events_created_since(ctx.host, &replay_started)?;
+        // A multi-source node keeps its place in the domains the dump does not set.
+        replication::keep_other_domains(ctx.host, &position_before)?;
         Ok(Restored {
             applied,
             replica_stopped,
