@@ -93,13 +93,28 @@ pub fn stop_for_restore(host: &Host<'_>) -> Result<(), JobError> {
         .map_err(|e| e.context("cannot stop replication before the restore"))
 }
 
-/// Stop every connection that runs, before a restore changes the data; whether one did.
-pub fn stop_running(host: &Host<'_>) -> Result<bool, JobError> {
-    let running = connections(host)?.iter().any(|c| c.running);
-    if running {
+/// Stop every connection that runs, before a restore changes the data; the configured
+/// connections, as they were before (`running` says which were stopped).
+pub fn stop_running(host: &Host<'_>) -> Result<Vec<Connection>, JobError> {
+    let connections = connections(host)?;
+    if connections.iter().any(|c| c.running) {
         stop_for_restore(host)?;
     }
-    Ok(running)
+    Ok(connections)
+}
+
+/// The note of a restore that replaced the node's replication configuration (a full
+/// restore: `master.info` and its kind are files of the datadir, which the backup's
+/// replaced) when the node had connections `before` and has none `now`.
+pub fn lost_connections_note(before: &[Connection], now: &[Connection]) -> Option<String> {
+    if before.is_empty() || !now.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = before.iter().map(Connection::literal).collect();
+    Some(format!(
+        "the node's replication connections ({}) are not in the restored datadir (a full restore replaces master.info): set them up again with CHANGE MASTER, then START SLAVE",
+        names.join(", ")
+    ))
 }
 
 /// A restore's error, saying that replication stays stopped when the restore `stopped` it.
@@ -286,6 +301,23 @@ mod tests {
             ]
         );
         assert!(configured(&[]).is_empty());
+    }
+
+    #[test]
+    fn connections_lost_by_a_full_restore_are_named() {
+        let c = |n: &str| Connection {
+            name: n.into(),
+            running: true,
+        };
+        assert_eq!(lost_connections_note(&[], &[]), None);
+        assert_eq!(lost_connections_note(&[c("")], &[c("")]), None);
+        let note = lost_connections_note(&[c(""), c("m2")], &[]).unwrap();
+        assert!(
+            note.starts_with(
+                "the node's replication connections ('', 'm2') are not in the restored datadir"
+            ),
+            "{note}"
+        );
     }
 
     #[test]

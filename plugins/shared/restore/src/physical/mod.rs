@@ -101,8 +101,9 @@ pub struct Restored {
     notes: Vec<String>,
     /// The views, triggers, routines, events and sequences restored.
     objects: ObjectCounts,
-    /// Whether running replication was stopped for the restore.
-    replica_stopped: bool,
+    /// The node's replication connections before the restore (the running ones were
+    /// stopped for it).
+    connections: Vec<replication::Connection>,
 }
 
 impl RestoreEngine for Physical {
@@ -140,9 +141,10 @@ impl RestoreEngine for Physical {
     }
 
     fn restore(&self, ctx: &Context<'_, '_>, prepared: &Prepared) -> Result<Restored, JobError> {
-        let replica_stopped = replication::stop_running(ctx.host)?;
-        self.restore_data(ctx, prepared, replica_stopped)
-            .map_err(|e| replication::left_stopped(e, replica_stopped))
+        let connections = replication::stop_running(ctx.host)?;
+        let stopped = connections.iter().any(|c| c.running);
+        self.restore_data(ctx, prepared, connections)
+            .map_err(|e| replication::left_stopped(e, stopped))
     }
 
     fn verify(
@@ -169,17 +171,25 @@ impl RestoreEngine for Physical {
                 Some(p) => format!("GTID {} (left to replication-manager)", p.gtid),
                 None => "no replication position in the backup".into(),
             }];
-            if restored.replica_stopped {
+            if restored.connections.iter().any(|c| c.running) {
                 notes.push(
                     "replication stopped for the restore, left to replication-manager".into(),
                 );
             }
             return Ok(notes);
         }
-        match &prepared.position {
-            None => Ok(vec!["no replication position in the backup".into()]),
-            Some(p) => replication::set_position_and_start(ctx.host, p),
+        let mut notes = match &prepared.position {
+            None => vec!["no replication position in the backup".into()],
+            Some(p) => replication::set_position_and_start(ctx.host, p)?,
+        };
+        if self.mode == Mode::Full {
+            let now = replication::connections(ctx.host)?;
+            notes.extend(replication::lost_connections_note(
+                &restored.connections,
+                &now,
+            ));
         }
+        Ok(notes)
     }
 
     fn position<'p>(&self, prepared: &'p Prepared, _: &'p Restored) -> Option<&'p BinlogPosition> {
@@ -224,7 +234,7 @@ impl Physical {
         &self,
         ctx: &Context<'_, '_>,
         prepared: &Prepared,
-        replica_stopped: bool,
+        connections: Vec<replication::Connection>,
     ) -> Result<Restored, JobError> {
         let mut notes = Vec::new();
         let objects = match self.mode {
@@ -260,7 +270,7 @@ impl Physical {
         Ok(Restored {
             notes,
             objects,
-            replica_stopped,
+            connections,
         })
     }
 
