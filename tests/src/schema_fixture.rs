@@ -8,8 +8,9 @@
 //! system-versioned table with history, partitioned and subpartitioned tables, a sequence
 //! (start 100, increment 5, next value 5100), a view of a view, a cross-database view and
 //! foreign key, a view and routines whose result depends on the collation or `sql_mode` they
-//! were defined with, two triggers ordered with `PRECEDES`, an enabled and a disabled event,
-//! and tables whose names hold a space and non-ASCII characters.
+//! were defined with, triggers ordered with `FOLLOWS` (created in another order than they
+//! fire), an enabled and a disabled event, and tables whose names hold a space and non-ASCII
+//! characters.
 //!
 //! [`Snapshot::of`] reads what a user would compare: per table its definition and a hash of
 //! its sorted rows (every column, invisible and history ones included; `CHECKSUM TABLE` is
@@ -72,10 +73,12 @@ pub fn create(server: &MariaDb) {
            FOREIGN KEY (customer_id) REFERENCES customers (id)) ENGINE=InnoDB;
          INSERT INTO orders (id, customer_id, amount, note) SELECT seq, seq % 180 + 1, seq / 7, 'seed'
            FROM seq_1_to_500;
-         CREATE TRIGGER orders_second BEFORE INSERT ON orders FOR EACH ROW
-           SET NEW.note = CONCAT(IFNULL(NEW.note, ''), '2');
-         CREATE TRIGGER orders_first BEFORE INSERT ON orders FOR EACH ROW PRECEDES orders_second
+         CREATE TRIGGER orders_1 BEFORE INSERT ON orders FOR EACH ROW
            SET NEW.note = CONCAT(IFNULL(NEW.note, ''), '1');
+         CREATE TRIGGER orders_3 BEFORE INSERT ON orders FOR EACH ROW FOLLOWS orders_1
+           SET NEW.note = CONCAT(NEW.note, '3');
+         CREATE TRIGGER orders_2 BEFORE INSERT ON orders FOR EACH ROW FOLLOWS orders_1
+           SET NEW.note = CONCAT(NEW.note, '2');
          CREATE TABLE docs (id INT PRIMARY KEY, title VARCHAR(200), body TEXT,
            FULLTEXT KEY ft (title, body)) ENGINE=InnoDB;
          INSERT INTO docs SELECT seq, CONCAT('title ', seq),
@@ -525,7 +528,7 @@ pub fn assert_tables_check(server: &MariaDb) {
 
 /// Asserts that `server`, restored from a backup of the fixture, continues where the backup
 /// was: the next customer gets id [`CUSTOMERS_NEXT_ID`], the sequence hands out
-/// [`SEQUENCE_NEXT`], both `orders` triggers fire in their order, the trigger of `café`
+/// [`SEQUENCE_NEXT`], the `orders` triggers fire in their order, the trigger of `café`
 /// fires. Writes to the fixture: call it last.
 ///
 /// # Panics
@@ -554,8 +557,8 @@ pub fn assert_writes_continue(server: &MariaDb) {
         server.query_value(&format!(
             "SELECT note FROM {MAIN}.orders WHERE id = (SELECT MAX(id) FROM {MAIN}.orders)"
         )),
-        Some("n12".into()),
-        "the two triggers of orders did not fire in their order"
+        Some("n123".into()),
+        "the triggers of orders did not fire in their order"
     );
     assert_eq!(
         server.query_value(&format!(

@@ -107,7 +107,7 @@ fn assert_replicates(dst: &MariaDb, src: &MariaDb, gtid: &str, id: u32) {
 /// The result says what happened to the MEMORY table and counts the objects it created.
 fn assert_physical_result(result: &str) {
     assert!(
-        result.contains("4 views, 3 triggers, 3 routines, 2 events"),
+        result.contains("4 views, 4 triggers, 3 routines, 2 events, 1 sequence"),
         "the result does not count the objects: {result}"
     );
     assert!(
@@ -200,10 +200,15 @@ fn full_reseed_restores_every_object() {
     assert!(result.contains("no replication configured"), "{result}");
     assert_position(&dst, &gtid);
 
+    // (b) The node replicates from the source, then diverges. A full restore replaces the
+    //     datadir, master.info with it: the result says the connection must be set up again.
+    replicate_from(&dst, &src);
     schema_fixture::diverge(&dst);
     use_layout(&dst, "state");
     let result = r.run("full, diverged node");
     assert_physical_result(&result);
+    let lost = "the node's replication connections ('') are not in the restored datadir";
+    assert!(result.contains(lost), "{result}");
     let node_only = dst.query_value(&format!(
         "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name='{NODE_ONLY}'"
     ));
