@@ -9,7 +9,7 @@
 # --runs N    samples per side of each row (default 5; --quick: 3)
 # --quick     smoke run: 30 MB, 3 runs, 20 latency jobs, 10 s of idle CPU, 300/600 MB memory sizes
 # --only ROW  run only these rows (repeatable or comma-separated): idle latency busy backup
-#             receive logical physical memory
+#             receive logical physical floor memory
 # --no-build  use target/release as it is (default: cargo build --release --workspace)
 #
 # It builds in release mode, starts two throwaway mariadbd (source and reseed target, own
@@ -30,7 +30,7 @@ BENCH=$ROOT/scripts/bench
 export PATH="$PATH:/usr/sbin:/sbin"
 export LC_ALL=C
 
-ALL_ROWS=(idle latency busy backup receive logical physical memory)
+ALL_ROWS=(idle latency busy backup receive logical physical floor memory)
 size=""
 runs=""
 quick=0
@@ -70,6 +70,7 @@ need mariadb "apt-get install mariadb-client"
 need mariadb-admin "apt-get install mariadb-client"
 need mariadb-dump "apt-get install mariadb-client"
 need mariadb-backup "apt-get install mariadb-backup"
+need mbstream "apt-get install mariadb-backup"
 need socat "apt-get install socat"
 need gzip "apt-get install gzip"
 need gunzip "apt-get install gzip"
@@ -687,6 +688,51 @@ row_physical() {
     done
     record "physical reseed end to end vs the reference logical reseed" "s" "$a" "$b" "<=" 0.3
     say "- physical reseed: the source's backup (same options as the xtrabackup plugin, $(awk -v b="$(stat -c %s "$backup_file")" 'BEGIN { printf "%.1f", b / 1048576 }') MiB xbstream) sent from a file to a \`reseedmariabackup\` row (stream, prepare, online restore); compared with the reference logical reseed of the same data, alternated. The target of 0.3 is the brief's expectation, reported rather than required."
+}
+
+# --- row: physical reseed vs its tool floor -----------------------------------------------------
+# floor_ref TAG: the tool floor of a physical reseed (scripts/bench/ref-physical.sh: the same
+# backup file sent to `socat | mbstream -x`, then `mariadb-backup --prepare --export`), into a
+# fresh directory on the target's staging file system; its seconds into LAST_SECS.
+floor_ref() {
+    local port lp t0 t1 dir
+    dir=$(mktemp -d "$DST/staging/floor-XXXXXX")
+    port=$(free_port)
+    now_us t0
+    "$BENCH/ref-physical.sh" "$port" "$dir" >"$logs/floor-ref-$1.log" 2>&1 &
+    lp=$!
+    BENCH_PIDS+=("$lp")
+    "$BENCH/send-file.sh" "$backup_file" "$port"
+    wait "$lp" || die "the tool floor failed: $(tail -3 "$logs/floor-ref-$1.log")"
+    now_us t1
+    grep -q 'completed OK!' "$logs/floor-ref-$1.log" || die "the tool floor did not prepare the backup: $(tail -3 "$logs/floor-ref-$1.log")"
+    rm -rf "$dir"
+    LAST_SECS=$(secs $((t1 - t0)))
+}
+# floor_phases LOG: the dbjobs job's phases from its log, "receive+prepare / definitions /
+# restore" in ms: "receiving from" -> "temporary server ... is up" -> "first change" -> done.
+floor_phases() {
+    local l1 l2 l3 l4
+    l1=$(grep -m1 'receiving from' "$1" || true)
+    l2=$(grep -m1 'temporary server on the backup is up' "$1" || true)
+    l3=$(grep -m1 'first change to the live server' "$1" || true)
+    l4=$(grep -m1 'reseed (online restore) done' "$1" || true)
+    [ -n "$l1" ] && [ -n "$l2" ] && [ -n "$l3" ] && [ -n "$l4" ] || return 0
+    echo "$(($(log_ms "$l2") - $(log_ms "$l1")))/$(($(log_ms "$l3") - $(log_ms "$l2")))/$(($(log_ms "$l4") - $(log_ms "$l3")))"
+}
+row_floor() {
+    serves reseedmariabackup || { skip floor "no plugin serves the reseedmariabackup task (plugins/reseed)"; return; }
+    make_backup_file
+    local r a="" b="" phases=""
+    for ((r = 0; r < runs; r++)); do
+        dbjobs_reseed reseedmariabackup "$backup_file" "floor-$r" "physical reseed vs its tool floor" || return 0
+        a+=" $LAST_SECS"
+        phases+=" $(floor_phases "$logs/floor-$r.log")"
+        floor_ref "$r"
+        b+=" $LAST_SECS"
+    done
+    record "physical reseed vs its tool floor (\`mbstream -x\` + \`mariadb-backup --prepare --export\`)" "s" "$a" "$b" "<=" 1.3
+    say "- physical reseed vs its tool floor: the source's backup ($(awk -v b="$(stat -c %s "$backup_file")" 'BEGIN { printf "%.1f", b / 1048576 }') MiB xbstream) sent from a file by scripts/bench/send-file.sh to both sides, alternated. dbjobs = \`dbjobs run\` of a \`reseedmariabackup\` row until it exits (receive through the xbstream check into \`mbstream -x\`, prepare, the temporary server reading the definitions, the online restore, verify, replication position), the target's \`bench\` database dropped before each run; tool floor = scripts/bench/ref-physical.sh (\`socat | mbstream -x\`, then \`mariadb-backup --prepare --export\` with the backup's own settings) into a directory on the same file system, nothing else. dbjobs phases from its log, receive+prepare / temporary server and definitions / restore and verify, in ms: ${phases:-?}."
 }
 
 # --- row: peak memory while streaming ----------------------------------------------------------

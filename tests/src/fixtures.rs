@@ -5,12 +5,14 @@
 //! They live here rather than in each test file so that the logical and the physical reseed
 //! tests (and the log-shipping tests, for [`submit_job`]) drive dbjobs the same way.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::process::{Child, Command, Output};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::binaries::mariadb_tool;
 use crate::dbjobs::Dbjobs;
 use crate::net::free_port;
 use crate::sender::{send_when_waiting, wait_job_finished, JobRow};
@@ -160,4 +162,47 @@ pub fn self_signed_certificate(dir: &Path, stem: &str, cn: &str) -> (PathBuf, Pa
         String::from_utf8_lossy(&out.stderr)
     );
     (cert, key)
+}
+
+/// `mariadb-dump` of `server` with the options replication-manager uses, plus `extra`.
+///
+/// # Panics
+/// When the dump fails, showing the tool's stderr.
+pub fn sql_dump(server: &MariaDb, extra: &[&str]) -> Vec<u8> {
+    let out = Command::new(mariadb_tool("mariadb-dump"))
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", server.socket().display()))
+        .args([
+            "-uroot",
+            "--gtid",
+            "--master-data",
+            "--single-transaction",
+            "--routines",
+            "--events",
+            "--triggers",
+        ])
+        .args(extra)
+        .output()
+        .expect("run mariadb-dump");
+    assert!(
+        out.status.success(),
+        "mariadb-dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `bytes` gzip'd, as replication-manager sends a dump.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// [`sql_dump`] gzip'd, and the source's `gtid_binlog_pos` at dump time.
+pub fn gzip_dump(server: &MariaDb, extra: &[&str]) -> (Vec<u8>, String) {
+    let gtid = server
+        .query_value("SELECT @@gtid_binlog_pos")
+        .unwrap_or_default();
+    (gzip(&sql_dump(server, extra)), gtid)
 }

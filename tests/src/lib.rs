@@ -27,6 +27,7 @@ mod net;
 pub mod physical_fixtures;
 pub mod repman_standin;
 pub mod rm_listener;
+pub mod schema_fixture;
 pub mod sender;
 mod server;
 mod spawn;

@@ -22,6 +22,15 @@ pub const SENDER_BUFFER: usize = 16 * 1024;
 /// # Panics
 /// When the backup fails, showing the tool's stderr.
 pub fn xbstream_backup(server: &MariaDb) -> (Vec<u8>, String) {
+    xbstream_backup_of(server, server.datadir())
+}
+
+/// [`xbstream_backup`] of a server that runs on `datadir` (one given with `--datadir` in
+/// [`crate::ServerOptions::extra_args`], not its own copy of the template).
+///
+/// # Panics
+/// When the backup fails, showing the tool's stderr.
+pub fn xbstream_backup_of(server: &MariaDb, datadir: &Path) -> (Vec<u8>, String) {
     let gtid = server
         .query_value("SELECT @@gtid_binlog_pos")
         .unwrap_or_default();
@@ -30,7 +39,7 @@ pub fn xbstream_backup(server: &MariaDb) -> (Vec<u8>, String) {
         .arg("--no-defaults")
         .args(["--backup", "--stream=xbstream", "--user=root"])
         .arg(format!("--socket={}", server.socket().display()))
-        .arg(format!("--datadir={}", server.datadir().display()))
+        .arg(format!("--datadir={}", datadir.display()))
         .arg(format!("--target-dir={}", target.path().display()))
         .output()
         .expect("run mariadb-backup");

@@ -8,19 +8,17 @@
 //! and a dump of every database must not destroy the job queue holding the running job.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use dbjobs_tests::fixtures::{
-    assert_staging_empty, binlog_state, finish, inbound_dbjobs, node, run_inbound, stderr,
-    submit_job,
+    assert_staging_empty, binlog_state, finish, gzip, gzip_dump, inbound_dbjobs, node, run_inbound,
+    sql_dump, stderr, submit_job,
 };
 use dbjobs_tests::sender::{
     checksums, create_jobs_table, send_when_waiting, wait_job_finished, JobRow,
 };
-use dbjobs_tests::{free_port, mariadb_tool, plugin_dir, plugin_file, wait_for, MariaDb};
+use dbjobs_tests::{free_port, plugin_dir, plugin_file, wait_for, MariaDb};
 
 const LOCAL: [u8; 4] = [127, 0, 0, 1];
 const STRANGER: [u8; 4] = [127, 0, 0, 2];
@@ -50,46 +48,6 @@ fn source() -> MariaDb {
 /// A target server (another server id, binlog on as on a real node).
 fn target() -> MariaDb {
     node(2)
-}
-
-/// `mariadb-dump` of `server` with the options replication-manager uses, plus `extra`.
-fn sql_dump(server: &MariaDb, extra: &[&str]) -> Vec<u8> {
-    let out = Command::new(mariadb_tool("mariadb-dump"))
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", server.socket().display()))
-        .args([
-            "-uroot",
-            "--gtid",
-            "--master-data",
-            "--single-transaction",
-            "--routines",
-            "--events",
-            "--triggers",
-        ])
-        .args(extra)
-        .output()
-        .expect("run mariadb-dump");
-    assert!(
-        out.status.success(),
-        "mariadb-dump failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// `bytes` gzip'd, as replication-manager sends a dump.
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
-}
-
-/// [`sql_dump`] gzip'd, and the source's `gtid_binlog_pos` at dump time.
-fn gzip_dump(server: &MariaDb, extra: &[&str]) -> (Vec<u8>, String) {
-    let gtid = server
-        .query_value("SELECT @@gtid_binlog_pos")
-        .unwrap_or_default();
-    (gzip(&sql_dump(server, extra)), gtid)
 }
 
 /// Every object of [`source`] exists on `server`, and the view shows what it shows on `src`.

@@ -13,7 +13,8 @@
 //! server was left in ([`context::Context::settle`]).
 //!
 //! Modules, by step: [`receive`] (listen, accept, the reader and writer of a transfer),
-//! [`staging`], [`logical`] and [`physical`] (one module per step inside), [`replication`]
+//! [`staging`], [`logical`] and [`physical`] (one module per step inside), [`objects`] (views,
+//! triggers, routines, events after the tables), [`replication`]
 //! (position, `START SLAVE`), [`summary`] (the result text); [`context`] and [`engine`]
 //! hold them together, [`settings`] declares what they read, [`xbstream`] parses the
 //! physical stream.
@@ -21,6 +22,7 @@
 pub mod context;
 pub mod engine;
 pub mod logical;
+pub mod objects;
 pub mod physical;
 pub mod receive;
 pub mod replication;

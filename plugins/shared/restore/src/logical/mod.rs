@@ -32,6 +32,7 @@ use dbjobs_sdk::JobError;
 
 use crate::context::Context;
 use crate::engine::RestoreEngine;
+use crate::objects;
 use crate::receive::Received;
 use crate::replication;
 use crate::settings::RestoreSettings;
@@ -107,19 +108,16 @@ impl RestoreEngine for Logical {
         if replica_stopped {
             replication::stop_for_restore(ctx.host)?;
         }
+        let replay_started = objects::server_now(ctx.host)?;
+        let position_before = replication::slave_pos(ctx.host)?;
         ctx.changes.begin(ctx.host, "applying the dump")?;
         let applied = self
             .apply(ctx, prepared)
-            .map_err(|e| match replica_stopped {
-                true => JobError {
-                    message: format!(
-                        "{} (replication was stopped for the restore and left stopped)",
-                        e.message
-                    ),
-                    ..e
-                },
-                false => e,
-            })?;
+            .map_err(|e| replication::left_stopped(e, replica_stopped))?;
+        // The node is (or becomes) a replica: the dump's enabled events run on the master.
+        objects::disable_events_created_since(ctx.host, &replay_started)?;
+        // A multi-source node keeps its place in the domains the dump does not set.
+        replication::keep_other_domains(ctx.host, &position_before)?;
         Ok(Restored {
             applied,
             replica_stopped,

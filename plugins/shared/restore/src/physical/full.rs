@@ -5,7 +5,8 @@
 //! one, give it to the server's user, start and wait; then put the node's own job queue back
 //! (the backup holds the source's queue, and the host must still find this job's row). When
 //! anything of that fails, the old datadir is put back and the server started on it; it is
-//! deleted only after success. The node then has the backup's accounts too.
+//! deleted only after success. The node then has the backup's accounts too, and its events
+//! are disabled on the replica once the server answers, as an online restore creates them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,18 +16,31 @@ use dbjobs_kit::sql::quote_ident;
 use dbjobs_kit::tool::ToolCommand;
 use dbjobs_sdk::{Host, JobError, ServerState};
 
+use super::catalog::Catalog;
 use super::files::chown_tree;
 use crate::context::Context;
+use crate::objects;
 use crate::statement::exec;
 
-/// Replace the live datadir with the prepared `backup` (moved there by `backup_tool
-/// --move-back`) while the service is down.
-pub fn restore(
-    ctx: &Context<'_, '_>,
-    backup: &Path,
-    owner: &fs::Metadata,
-    backup_tool: &Path,
-) -> Result<(), JobError> {
+/// What a full restore needs: the prepared backup, the datadir's owner, the tool that
+/// moves the backup in, and what the temporary server read from the backup.
+pub struct FullRestore<'p> {
+    /// The prepared backup.
+    pub backup: &'p Path,
+    /// The live datadir's metadata: the owner the restored files get.
+    pub owner: &'p fs::Metadata,
+    /// `mariadb-backup`, for `--move-back`.
+    pub backup_tool: &'p Path,
+    /// The backup's databases and tables.
+    pub catalog: &'p Catalog,
+}
+
+/// Replace the live datadir with the prepared backup (moved there by `--move-back`) while
+/// the service is down. Returns the triggers, routines and events of the backup's
+/// databases as the restarted server has them (after their events were disabled on the
+/// replica), for the result.
+pub fn restore(ctx: &Context<'_, '_>, full: &FullRestore<'_>) -> Result<Catalog, JobError> {
+    let (backup, owner, backup_tool) = (full.backup, full.owner, full.backup_tool);
     let dirs = Datadirs::of(&ctx.facts.datadir, ctx.job.id)?;
     if dirs.old.exists() {
         return Err(JobError::refused(format!(
@@ -45,9 +59,14 @@ pub fn restore(
     let service = ServiceControl::new(ctx.host, &ctx.settings.service)?;
     ctx.changes
         .begin(ctx.host, "stopping the server to replace its datadir")?;
+    let mut objects = None;
     service.with_server_stopped(
         || dirs.replace(ctx.host, &backup_moved, owner, backup_tool),
-        |()| queue.put_back(ctx.host),
+        |()| {
+            queue.put_back(ctx.host)?;
+            objects = Some(settle_objects(ctx.host, full.catalog)?);
+            Ok(())
+        },
         || dirs.put_back(),
     )?;
     if let Err(e) = fs::remove_dir_all(&dirs.old) {
@@ -56,7 +75,23 @@ pub fn restore(
             dirs.old.display()
         ));
     }
-    Ok(())
+    Ok(objects.unwrap_or_default())
+}
+
+/// Once the server runs on the restored datadir: read the triggers, routines and events of
+/// the backup's databases, and disable the enabled events on the replica (as an online
+/// restore creates them). Read from the live server: the temporary server of a full restore
+/// runs without grant tables (creating an account would change the backup) and cannot show
+/// events.
+fn settle_objects(host: &Host<'_>, catalog: &Catalog) -> Result<Catalog, JobError> {
+    let mut live = Catalog {
+        databases: catalog.databases.clone(),
+        ..Catalog::default()
+    };
+    live.read_objects(host)
+        .map_err(|e| e.context("reading the restored triggers, routines and events"))?;
+    objects::disable_events_on_slave(host, &live.events)?;
+    Ok(live)
 }
 
 /// The live datadir and where the old one waits while the backup replaces it.

@@ -13,8 +13,14 @@
 //!    running, tables are recreated and their files imported) or [`full`] (the service is
 //!    stopped and the datadir replaced, the old one put back on failure).
 //! 4. **Verify** ([`verify`]): every restored table opens and has the backup's row count.
-//! 5. **Replicate**: `gtid_slave_pos` + `START SLAVE` (legacy and state variants), or the
-//!    position as payload for replication-manager to apply (payload variant, API mode).
+//! 5. **Replicate**: running replication connections are stopped before the restore
+//!    changes anything; afterwards `gtid_slave_pos` and `START SLAVE` on every configured
+//!    connection (legacy and state variants), or the position as payload for
+//!    replication-manager to apply (payload variant, API mode).
+//!
+//! The result counts what was restored: tables, views, triggers, routines, events and
+//! sequences (full mode reads them from the restarted server), and says that MEMORY
+//! tables come back empty.
 //!
 //! Every statement goes through [`dbjobs_sdk::Host::query`], whose session has
 //! `sql_log_bin=0`, so nothing of the restore reaches the node's binary log.
@@ -23,6 +29,7 @@ pub mod catalog;
 pub mod extract;
 pub mod files;
 pub mod full;
+pub mod imported;
 pub mod online;
 pub mod prepare;
 pub mod temp_server;
@@ -41,7 +48,7 @@ use crate::engine::RestoreEngine;
 use crate::receive::Received;
 use crate::replication;
 use crate::settings::{Mode, Settings};
-use crate::summary::Summary;
+use crate::summary::{memory_tables_note, ObjectCounts, Summary};
 use catalog::{Catalog, Kind};
 use extract::Extracted;
 use temp_server::{ServerTools, TempServer};
@@ -89,9 +96,14 @@ pub struct Prepared {
     owner: fs::Metadata,
 }
 
-/// What the restore step noted for the result.
+/// What the restore step did, for the result.
 pub struct Restored {
     notes: Vec<String>,
+    /// The views, triggers, routines, events and sequences restored.
+    objects: ObjectCounts,
+    /// The node's replication connections before the restore (the running ones were
+    /// stopped for it).
+    connections: Vec<replication::Connection>,
 }
 
 impl RestoreEngine for Physical {
@@ -129,28 +141,10 @@ impl RestoreEngine for Physical {
     }
 
     fn restore(&self, ctx: &Context<'_, '_>, prepared: &Prepared) -> Result<Restored, JobError> {
-        let mut notes = Vec::new();
-        match self.mode {
-            Mode::Online => {
-                if self.restore_accounts {
-                    ctx.host.warn("restore_accounts=true is not implemented for online restores: the node keeps its own accounts");
-                    notes.push("accounts kept (restore_accounts not implemented)".to_string());
-                }
-                let places = online::Places {
-                    backup: &prepared.backup.dir,
-                    datadir: &ctx.facts.datadir,
-                    owner: &prepared.owner,
-                };
-                online::restore(ctx, &prepared.catalog, &places)?;
-            }
-            Mode::Full => full::restore(
-                ctx,
-                &prepared.backup.dir,
-                &prepared.owner,
-                &self.backup_tool,
-            )?,
-        }
-        Ok(Restored { notes })
+        let connections = replication::stop_running(ctx.host)?;
+        let stopped = connections.iter().any(|c| c.running);
+        self.restore_data(ctx, prepared, connections)
+            .map_err(|e| replication::left_stopped(e, stopped))
     }
 
     fn verify(
@@ -163,20 +157,39 @@ impl RestoreEngine for Physical {
         verify::tables(ctx.host, &prepared.catalog)
     }
 
+    /// The legacy and state variants: `gtid_slave_pos` and every configured connection
+    /// started. The payload variant and API mode: position and replication are left to
+    /// replication-manager (which stopped every channel before, and restarts them).
     fn replicate(
         &self,
         ctx: &Context<'_, '_>,
         prepared: &Prepared,
-        _: &Restored,
+        restored: &Restored,
     ) -> Result<Vec<String>, JobError> {
-        match &prepared.position {
-            None => Ok(vec!["no replication position in the backup".into()]),
-            Some(p) if ctx.job.manager_applies_position() => Ok(vec![format!(
-                "GTID {} (left to replication-manager)",
-                p.gtid
-            )]),
-            Some(p) => replication::set_position_and_start(ctx.host, p),
+        if ctx.job.manager_applies_position() {
+            let mut notes = vec![match &prepared.position {
+                Some(p) => format!("GTID {} (left to replication-manager)", p.gtid),
+                None => "no replication position in the backup".into(),
+            }];
+            if restored.connections.iter().any(|c| c.running) {
+                notes.push(
+                    "replication stopped for the restore, left to replication-manager".into(),
+                );
+            }
+            return Ok(notes);
         }
+        let mut notes = match &prepared.position {
+            None => vec!["no replication position in the backup".into()],
+            Some(p) => replication::set_position_and_start(ctx.host, p)?,
+        };
+        if self.mode == Mode::Full {
+            let now = replication::connections(ctx.host)?;
+            notes.extend(replication::lost_connections_note(
+                &restored.connections,
+                &now,
+            ));
+        }
+        Ok(notes)
     }
 
     fn position<'p>(&self, prepared: &'p Prepared, _: &'p Restored) -> Option<&'p BinlogPosition> {
@@ -192,7 +205,7 @@ impl RestoreEngine for Physical {
     ) -> String {
         let (stream, c) = (&prepared.backup.stream, &prepared.catalog);
         let mut summary = Summary::new(format!(
-            "{} ({} restore) done in {:.1} s: {} received{}, {} files, {} databases, {} tables ({} InnoDB imported), {} views, {} triggers, {} routines, {} events",
+            "{} ({} restore) done in {:.1} s: {} received{}, {} files, {} databases, {} tables ({} InnoDB imported), {}",
             ctx.intent.as_str(),
             self.mode.as_str(),
             ctx.started.elapsed().as_secs_f64(),
@@ -205,10 +218,7 @@ impl RestoreEngine for Physical {
             c.databases.len(),
             c.count(Kind::Table, false),
             c.count(Kind::Table, true),
-            c.count(Kind::View, false),
-            c.triggers.len(),
-            c.routines.len(),
-            c.events.len(),
+            restored.objects.text(),
         ));
         summary
             .notes(replication)
@@ -218,6 +228,52 @@ impl RestoreEngine for Physical {
 }
 
 impl Physical {
+    /// The data step of [`RestoreEngine::restore`], by mode: the object counts and notes
+    /// for the result.
+    fn restore_data(
+        &self,
+        ctx: &Context<'_, '_>,
+        prepared: &Prepared,
+        connections: Vec<replication::Connection>,
+    ) -> Result<Restored, JobError> {
+        let mut notes = Vec::new();
+        let objects = match self.mode {
+            Mode::Online => {
+                if self.restore_accounts {
+                    ctx.host.warn("restore_accounts=true is not implemented for online restores: the node keeps its own accounts");
+                    notes.push("accounts kept (restore_accounts not implemented)".to_string());
+                }
+                let places = online::Places {
+                    backup: &prepared.backup.dir,
+                    datadir: &ctx.facts.datadir,
+                    owner: &prepared.owner,
+                };
+                online::restore(ctx, &prepared.catalog, &places)?;
+                prepared.catalog.object_counts()
+            }
+            Mode::Full => {
+                let full = full::FullRestore {
+                    backup: &prepared.backup.dir,
+                    owner: &prepared.owner,
+                    backup_tool: &self.backup_tool,
+                    catalog: &prepared.catalog,
+                };
+                let live = full::restore(ctx, &full)?;
+                ObjectCounts {
+                    views: prepared.catalog.count(Kind::View, false),
+                    sequences: prepared.catalog.count(Kind::Sequence, false),
+                    ..live.object_counts()
+                }
+            }
+        };
+        notes.extend(memory_tables_note(&prepared.catalog.memory_tables()));
+        Ok(Restored {
+            notes,
+            objects,
+            connections,
+        })
+    }
+
     /// Start the temporary server on the prepared backup, read its catalog, stop it. Online
     /// mode gets an account on it, so triggers, routines and events can be read too.
     fn read_catalog(&self, ctx: &Context<'_, '_>, backup: &Extracted) -> Result<Catalog, JobError> {

@@ -17,9 +17,11 @@ use std::path::{Path, PathBuf};
 use dbjobs_kit::sql::{qualified, quote_ident};
 use dbjobs_sdk::{Host, JobError};
 
-use super::catalog::{Catalog, Kind, ObjectDef, TableDef};
+use super::catalog::{Catalog, Kind, TableDef};
 use super::files::{frm_stems, move_in, partition_names, subdirs, table_files};
+use super::imported;
 use crate::context::Context;
+use crate::objects;
 use crate::statement::exec;
 
 /// Where a restore reads and writes: the extracted backup, the live datadir and its owner.
@@ -48,8 +50,8 @@ pub fn restore(
         .query_value("SELECT @@SESSION.time_zone", &[])?
         .unwrap_or_else(|| "SYSTEM".into());
     exec(host, "SET SESSION foreign_key_checks=0", &[])?;
-    let result =
-        restore_databases(ctx, catalog, places).and_then(|()| create_objects(host, catalog));
+    let result = restore_databases(ctx, catalog, places)
+        .and_then(|()| objects::create_objects(host, catalog));
     let _ = host.query("SET SESSION foreign_key_checks=1", &[]);
     let _ = host.query("SET SESSION sql_mode=?", &[&saved_mode]);
     let _ = host.query("SET SESSION time_zone=?", &[&saved_tz]);
@@ -88,27 +90,6 @@ fn restore_databases(
             .filter(|t| &t.schema == db && t.kind != Kind::View)
         {
             restore_table(host, t, &backup_dir, &live_dir, places.owner)?;
-        }
-    }
-    Ok(())
-}
-
-/// Views, triggers, routines and events, after every table exists. Enabled events are
-/// created `DISABLE ON SLAVE`: the node is (or becomes) a replica, the master runs them.
-fn create_objects(host: &Host<'_>, catalog: &Catalog) -> Result<(), JobError> {
-    exec(host, "SET SESSION sql_mode=''", &[])?;
-    create_views(host, catalog)?;
-    for t in &catalog.triggers {
-        create_object(host, t, "trigger")?;
-    }
-    for r in &catalog.routines {
-        create_object(host, r, "routine")?;
-    }
-    for e in &catalog.events {
-        create_object(host, e, "event")?;
-        if e.enabled {
-            let q = qualified(&e.schema, &e.name);
-            exec(host, &format!("ALTER EVENT {q} DISABLE ON SLAVE"), &[])?;
         }
     }
     Ok(())
@@ -156,9 +137,7 @@ fn restore_table(
             ))
         })?;
     if t.kind == Kind::Sequence {
-        host.warn(&format!(
-            "sequence {q} recreated from its definition; its current value is not restored"
-        ));
+        // Its state (next value, cycle) is given with the objects, after every table.
         return Ok(());
     }
     let table = TableFiles {
@@ -168,14 +147,15 @@ fn restore_table(
         to: live_dir,
         owner,
     };
-    if !t.is_innodb() {
-        return table.move_data_files(host);
-    }
     let partitions = partition_names(backup_dir, &table.stem);
-    if !partitions.is_empty() {
-        return table.restore_partitions(host, t, &partitions);
+    if !t.is_innodb() {
+        table.move_data_files(host)?;
+    } else if !partitions.is_empty() {
+        table.restore_partitions(host, t, &partitions)?;
+    } else {
+        table.import_tablespace(host)?;
     }
-    table.import_tablespace(host)
+    imported::finish(host, &t.schema, &t.name, t)
 }
 
 /// The files of one table being restored: the table, the file-system stem of its files, the
@@ -291,41 +271,4 @@ impl TableFiles<'_> {
         }
         Ok(())
     }
-}
-
-/// Views may use other views: create in passes until none is left or no progress is made.
-fn create_views(host: &Host<'_>, catalog: &Catalog) -> Result<(), JobError> {
-    let mut pending: Vec<&TableDef> = catalog
-        .tables
-        .iter()
-        .filter(|t| t.kind == Kind::View)
-        .collect();
-    while !pending.is_empty() {
-        let mut failed = Vec::new();
-        let mut last_error = None;
-        for v in &pending {
-            exec(host, &format!("USE {}", quote_ident(&v.schema)), &[])?;
-            if let Err(e) = exec(host, &v.create, &[]) {
-                last_error = Some(e.context(format!("view {}.{}", v.schema, v.name)));
-                failed.push(*v);
-            }
-        }
-        if failed.len() == pending.len() {
-            let e = last_error.expect("a view failed");
-            return Err(e.context(format!("cannot recreate {} view(s)", failed.len())));
-        }
-        pending = failed;
-    }
-    Ok(())
-}
-
-/// Recreate a trigger, routine or event in the session it was defined in.
-fn create_object(host: &Host<'_>, o: &ObjectDef, what: &str) -> Result<(), JobError> {
-    exec(host, &format!("USE {}", quote_ident(&o.schema)), &[])?;
-    exec(host, "SET SESSION sql_mode=?", &[&o.sql_mode])?;
-    if let Some(tz) = &o.time_zone {
-        exec(host, "SET SESSION time_zone=?", &[tz])?;
-    }
-    exec(host, &o.create, &[])
-        .map_err(|e| e.context(format!("cannot recreate {what} {}.{}", o.schema, o.name)))
 }

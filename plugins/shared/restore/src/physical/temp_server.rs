@@ -54,7 +54,12 @@ impl TempServer {
         let error_log = staging.join("temp-server.err");
         let option_file = staging.join("temp-client.cnf");
         let mut cmd = server_command(tools.mariadbd, backup, staging, &socket, &error_log);
-        let mut cnf = format!("[client]\nsocket={}\n", socket.display());
+        // utf8mb4: names and definitions with non-ASCII characters come back as they are
+        // (the client's default follows the locale, latin1 under a bare service).
+        let mut cnf = format!(
+            "[client]\nsocket={}\ndefault-character-set=utf8mb4\n",
+            socket.display()
+        );
         if with_account {
             let password = random_hex(16)?;
             let init = staging.join("temp-init.sql");
