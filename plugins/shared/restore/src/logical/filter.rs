@@ -162,15 +162,16 @@ impl Line {
 
 /// Maps a line number of what the client read back to the dump's line number: the filter
 /// drops lines, so the two numberings drift apart at each skipped section.
-#[derive(Default)]
-pub(crate) struct LineMap {
+#[derive(Clone, Debug, Default)]
+pub struct LineMap {
     /// `(fed line, dump line)` at the start of each run of consecutive kept lines.
     starts: Vec<(u64, u64)>,
     last: Option<(u64, u64)>,
 }
 
 impl LineMap {
-    pub(crate) fn note(&mut self, fed: u64, dump: u64) {
+    /// Fed line `fed` is dump line `dump`.
+    pub fn note(&mut self, fed: u64, dump: u64) {
         let continues = self
             .last
             .is_some_and(|(f, d)| fed == f + 1 && dump == d + 1);
@@ -182,14 +183,15 @@ impl LineMap {
 
     /// A run of `lines` consecutive lines fed from `fed` on, which are the dump's lines from
     /// `dump` on.
-    pub(crate) fn note_span(&mut self, fed: u64, dump: u64, lines: u64) {
+    pub fn note_span(&mut self, fed: u64, dump: u64, lines: u64) {
         self.note(fed, dump);
         if lines > 1 {
             self.last = Some((fed + lines - 1, dump + lines - 1));
         }
     }
 
-    pub(crate) fn dump_line(&self, fed: u64) -> Option<u64> {
+    /// The dump's line of fed line `fed`.
+    pub fn dump_line(&self, fed: u64) -> Option<u64> {
         let (f, d) = self.starts.iter().rev().find(|(f, _)| *f <= fed)?;
         Some(d + (fed - f))
     }

@@ -21,6 +21,7 @@ pub mod filter;
 pub mod gzip;
 pub mod parallel;
 pub mod plan;
+pub mod split;
 pub mod stage;
 
 use std::path::PathBuf;
