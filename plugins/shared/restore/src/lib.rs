@@ -21,12 +21,15 @@
 
 pub mod context;
 pub mod engine;
+pub mod fault;
+pub mod journal;
 pub mod logical;
 pub mod objects;
 pub mod physical;
 pub mod receive;
 pub mod replication;
 pub mod settings;
+pub mod shadow;
 pub mod staging;
 pub mod statement;
 pub mod summary;
