@@ -152,11 +152,12 @@ mod tests {
     fn defaults_are_valid() {
         let s = Settings::read(&|_: &str| None).unwrap();
         assert_eq!(s.restore.restore_mode, Mode::Online);
+        assert_eq!(s.restore.switch_lock_wait, 60);
         assert_eq!(s.restore.min_free_bytes(), 1024 << 20);
         assert_eq!(s.restore.bind_address(), "0.0.0.0");
         assert_eq!(s.restore.backup_dir(), None);
         assert!(s.restore.apply_sessions() >= 1);
-        assert_eq!(Settings::decls().len(), 17);
+        assert_eq!(Settings::decls().len(), 18);
     }
 
     #[test]
