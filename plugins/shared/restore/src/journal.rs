@@ -114,6 +114,15 @@ pub fn journal_dir(host: &Host<'_>) -> Result<PathBuf, JobError> {
     Ok(dbjobs_kit::server::state_dir(host)?.join("restore"))
 }
 
+/// A file kept beside job `job_id`'s journal (`job-<id>.<name>`): what a recovery needs and
+/// the staging directory does not outlive, e.g. the catalog or the objects script the
+/// objects are created from after the switch. Removed by [`Journal::done`].
+pub fn side_file(host: &Host<'_>, job_id: u64, name: &str) -> Result<PathBuf, JobError> {
+    let dir = journal_dir(host)?;
+    create_private_dir(&dir)?;
+    Ok(dir.join(format!("job-{job_id}.{name}")))
+}
+
 /// The lock a restore run holds for its job while it lives (see the module docs).
 #[derive(Debug)]
 pub struct JobLock {
@@ -178,7 +187,7 @@ impl JobLock {
     }
 }
 
-/// The ids of the jobs with a lock file in `dir`.
+/// The ids of the jobs with a lock file or a journal in `dir`.
 pub fn locked_jobs(dir: &Path) -> Vec<u64> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
@@ -257,7 +266,12 @@ impl Journal {
     }
 
     /// The restore is over (finished or rolled back): remove the journal.
-    pub fn done(self) {
+    pub fn done(&self) {
+        if let Some(AfterSwitch::Catalog(f) | AfterSwitch::Script(f)) =
+            &self.record.borrow().after_switch
+        {
+            let _ = fs::remove_file(f);
+        }
         let _ = fs::remove_file(&self.path);
         sync_dir(self.path.parent());
     }

@@ -103,7 +103,7 @@ impl RestoreSettings {
     }
 
     /// Where the staging directories go when `backup_dir` says so; `None`: the default,
-    /// `<datadir>/.system/backup`.
+    /// `<datadir>/#sql-dbjobs-staging`.
     pub fn backup_dir(&self) -> Option<PathBuf> {
         Some(self.backup_dir.trim())
             .filter(|d| !d.is_empty())
