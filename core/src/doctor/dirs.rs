@@ -16,7 +16,7 @@ use super::report::Check;
 
 /// Where a reseed stages a received backup when `backup_dir` is empty (as the restore
 /// engine does, and the bash agent did): under the datadir.
-const DEFAULT_BACKUP_SUBDIR: &str = ".system/backup";
+const DEFAULT_BACKUP_SUBDIR: &str = "#sql-dbjobs-staging";
 
 /// One line per directory.
 pub fn check(node: &Node<'_>) -> Vec<Check> {

@@ -41,6 +41,12 @@ impl Plugin for Flashback {
     fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
         restore::run(Intent::Flashback, job, host)
     }
+
+    /// Finish or roll back the flashback restores whose run died (journal, shadow databases,
+    /// temporary server, staging directory): [`restore::recover`].
+    fn recover(&self, host: &Host<'_>) -> Result<Vec<(u64, JobError)>, JobError> {
+        restore::recover(Intent::Flashback, host)
+    }
 }
 
 export_plugin!(Flashback);

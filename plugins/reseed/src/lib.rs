@@ -41,6 +41,12 @@ impl Plugin for Reseed {
     fn run(&self, job: &Job, host: &Host<'_>) -> Result<Outcome, JobError> {
         restore::run(Intent::Reseed, job, host)
     }
+
+    /// Finish or roll back the reseed restores whose run died (journal, shadow databases,
+    /// temporary server, staging directory): [`restore::recover`].
+    fn recover(&self, host: &Host<'_>) -> Result<Vec<(u64, JobError)>, JobError> {
+        restore::recover(Intent::Reseed, host)
+    }
 }
 
 export_plugin!(Reseed);

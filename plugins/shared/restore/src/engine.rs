@@ -82,6 +82,18 @@ pub trait RestoreEngine {
         restored: &Self::Restored,
     ) -> Result<(), JobError>;
 
+    /// The restore verified: drop what was kept for a rollback (the old tables) and end
+    /// the journal. The default has nothing to drop.
+    fn finish(
+        &self,
+        ctx: &Context<'_, '_>,
+        prepared: &Self::Prepared,
+        restored: &mut Self::Restored,
+    ) -> Result<(), JobError> {
+        let _ = (ctx, prepared, restored);
+        Ok(())
+    }
+
     /// Set the replication position and start the replica, or leave both to
     /// replication-manager: the result's notes about it.
     fn replicate(
@@ -110,7 +122,7 @@ pub trait RestoreEngine {
 }
 
 /// Run a restore with `engine`, step by step: listen and receive, prepare, restore, verify,
-/// replicate. A failure stops it where it is; the caller settles the server's state
+/// finish, replicate. A failure stops it where it is; the caller settles the server's state
 /// ([`Context::settle`]).
 pub fn restore_with<E: RestoreEngine>(
     engine: &E,
@@ -121,9 +133,10 @@ pub fn restore_with<E: RestoreEngine>(
     ctx.boundary(Phase::Receive);
     let prepared = engine.prepare(ctx, staged)?;
     ctx.boundary(Phase::Prepare);
-    let restored = engine.restore(ctx, &prepared)?;
+    let mut restored = engine.restore(ctx, &prepared)?;
     ctx.boundary(Phase::Restore);
     engine.verify(ctx, &prepared, &restored)?;
+    engine.finish(ctx, &prepared, &mut restored)?;
     ctx.boundary(Phase::Verify);
     let replication = engine.replicate(ctx, &prepared, &restored)?;
     ctx.boundary(Phase::Replicate);

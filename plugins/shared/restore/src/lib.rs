@@ -21,12 +21,16 @@
 
 pub mod context;
 pub mod engine;
+pub mod fault;
+pub mod journal;
 pub mod logical;
 pub mod objects;
 pub mod physical;
 pub mod receive;
+pub mod recover;
 pub mod replication;
 pub mod settings;
+pub mod shadow;
 pub mod staging;
 pub mod statement;
 pub mod summary;
@@ -39,6 +43,8 @@ use dbjobs_sdk::{Host, Job, JobError, Outcome, ServerState};
 
 use context::{Context, LiveChanges};
 use engine::{restore_with, RestoreEngine};
+use journal::{JobLock, LockInfo};
+pub use recover::recover;
 pub use settings::{Mode, RestoreSettings, Settings};
 use staging::Staging;
 
@@ -126,6 +132,15 @@ fn run_engine<E: RestoreEngine>(
     let untouched = |e: JobError| e.or_state(ServerState::Untouched);
     let facts = ServerFacts::read(host).map_err(untouched)?;
     let staging = Staging::create(&settings.restore, &facts, job.id).map_err(untouched)?;
+    let lock = JobLock::take(
+        &journal::journal_dir(host).map_err(untouched)?,
+        &LockInfo {
+            job_id: job.id,
+            task: job.task.clone(),
+            staging: staging.path().to_path_buf(),
+        },
+    )
+    .map_err(untouched)?;
     host.info(&format!(
         "{} job {}: staging in {}",
         intent.as_str(),
@@ -142,7 +157,10 @@ fn run_engine<E: RestoreEngine>(
         started: Instant::now(),
         changes: LiveChanges::default(),
     };
-    restore_with(engine, &ctx).map_err(|e| ctx.settle(e))
+    let result = restore_with(engine, &ctx).map_err(|e| ctx.settle(e));
+    drop(ctx);
+    lock.release();
+    result
 }
 
 #[cfg(test)]

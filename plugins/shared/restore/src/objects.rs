@@ -47,6 +47,20 @@ fn create_all(host: &Host<'_>, catalog: &Catalog) -> Result<(), JobError> {
     restore_sequences(host, catalog)
 }
 
+/// Create `triggers` in the order given (the order they fire), each in the session it was
+/// defined in: the live triggers a switch dropped, put back by its rollback.
+pub fn create_triggers(host: &Host<'_>, triggers: &[ObjectDef]) -> Result<(), JobError> {
+    if triggers.is_empty() {
+        return Ok(());
+    }
+    let saved = Session::save(host)?;
+    let result = triggers
+        .iter()
+        .try_for_each(|t| create_object(host, t, "trigger", &t.create));
+    saved.put_back(host);
+    result
+}
+
 /// `ALTER EVENT .. DISABLE ON SLAVE` for each enabled event of `events`: the events a full
 /// restore brought with the datadir, as [`create_objects`] creates them online.
 pub fn disable_events_on_slave(host: &Host<'_>, events: &[ObjectDef]) -> Result<(), JobError> {

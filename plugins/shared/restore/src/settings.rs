@@ -50,7 +50,7 @@ declare_settings! {
         pub restore_mode: Mode = "online",
         /// Whether a physical restore should also bring the backup's accounts (mysql schema); online mode only warns.
         pub restore_accounts: bool = "false",
-        /// Where a received backup is staged; empty: <datadir>/.system/backup.
+        /// Where a received backup is staged; empty: <datadir>/#sql-dbjobs-staging (same file system as the datadir, a name the server ignores).
         pub backup_dir: String = "",
         /// Address the inbound listener binds (an IP literal; 0.0.0.0 or :: for all).
         pub receive_bind: String = "0.0.0.0",
@@ -62,6 +62,8 @@ declare_settings! {
         pub receive_allow: String = "",
         /// MiB that must stay free on the staging file system while receiving.
         pub min_free_mb: u64 = "1024",
+        /// Seconds the switch of a restore (one RENAME TABLE of every restored table) waits for the live tables' locks before it gives up, the live data untouched.
+        pub switch_lock_wait: u64 = "60",
         /// Client sessions that apply a dump's tables at once; 0: one per CPU.
         pub apply_parallel: usize = "0",
         /// Path of the mariadb client; empty: mariadb or mysql on PATH.
@@ -101,7 +103,7 @@ impl RestoreSettings {
     }
 
     /// Where the staging directories go when `backup_dir` says so; `None`: the default,
-    /// `<datadir>/.system/backup`.
+    /// `<datadir>/#sql-dbjobs-staging`.
     pub fn backup_dir(&self) -> Option<PathBuf> {
         Some(self.backup_dir.trim())
             .filter(|d| !d.is_empty())
@@ -150,11 +152,12 @@ mod tests {
     fn defaults_are_valid() {
         let s = Settings::read(&|_: &str| None).unwrap();
         assert_eq!(s.restore.restore_mode, Mode::Online);
+        assert_eq!(s.restore.switch_lock_wait, 60);
         assert_eq!(s.restore.min_free_bytes(), 1024 << 20);
         assert_eq!(s.restore.bind_address(), "0.0.0.0");
         assert_eq!(s.restore.backup_dir(), None);
         assert!(s.restore.apply_sessions() >= 1);
-        assert_eq!(Settings::decls().len(), 17);
+        assert_eq!(Settings::decls().len(), 18);
     }
 
     #[test]

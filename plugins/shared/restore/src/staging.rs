@@ -1,8 +1,11 @@
 //! The job's private staging directory: where a received backup waits to be restored.
 //!
 //! `<backup_dir>/job-<id>`, where the setting `backup_dir` defaults to
-//! `<datadir>/.system/backup` as in the shipped bash agent: the same file system as the
-//! datadir, so a physical restore moves files instead of copying them. The directory is
+//! `<datadir>/#sql-dbjobs-staging`: the same file system as the datadir, so a physical
+//! restore moves files instead of copying them, under a name the server skips when it
+//! lists databases (it takes `#sql...` entries for its own temporary files), so it never
+//! shows up as a database nor makes information_schema scans log "Invalid (old?) table or
+//! database name", as the bash agent's `<datadir>/.system/backup` did. The directory is
 //! created mode 0700 (it holds a copy of the data), emptied first if a crashed attempt left
 //! it behind, and removed when the [`Staging`] is dropped, whatever happened: a full copy of
 //! the data must not pile up after failed attempts.
@@ -14,6 +17,9 @@ use dbjobs_kit::server::ServerFacts;
 use dbjobs_sdk::JobError;
 
 use crate::settings::RestoreSettings;
+
+/// The default staging directory's name inside the datadir.
+pub const DEFAULT_SUBDIR: &str = "#sql-dbjobs-staging";
 
 /// A job's staging directory, removed on drop.
 #[derive(Debug)]
@@ -50,11 +56,11 @@ impl Staging {
     }
 
     /// Where the staging directories of every job go: `backup_dir`, or
-    /// `<datadir>/.system/backup`.
+    /// `<datadir>/#sql-dbjobs-staging` ([`DEFAULT_SUBDIR`]).
     pub fn base(settings: &RestoreSettings, facts: &ServerFacts) -> PathBuf {
         settings
             .backup_dir()
-            .unwrap_or_else(|| facts.datadir.join(".system").join("backup"))
+            .unwrap_or_else(|| facts.datadir.join(DEFAULT_SUBDIR))
     }
 
     /// The directory.
@@ -87,7 +93,7 @@ mod tests {
     fn private_emptied_and_removed() {
         let datadir = tempfile::tempdir().unwrap();
         let settings = RestoreSettings::read(&|_: &str| None).unwrap();
-        let base = datadir.path().join(".system/backup");
+        let base = datadir.path().join(DEFAULT_SUBDIR);
         std::fs::create_dir_all(base.join("job-7")).unwrap();
         std::fs::write(base.join("job-7/left-over"), b"x").unwrap();
         let staging = Staging::create(&settings, &facts(datadir.path()), 7).unwrap();

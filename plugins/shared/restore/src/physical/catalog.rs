@@ -45,7 +45,7 @@ impl CatalogSource for Host<'_> {
 }
 
 /// What kind of object a table entry is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// A base table (system-versioned ones too).
     Table,
@@ -58,7 +58,7 @@ pub enum Kind {
 /// The session an object was defined in, which it is created in again: a routine's
 /// `'a' || 'b'` means `CONCAT` under `PIPES_AS_CONCAT` and `OR` without it, and a view's
 /// `name = 'Abc'` compares by the collation of its definition.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Creation {
     /// The `sql_mode` (empty for views, which do not keep one).
     pub sql_mode: String,
@@ -71,7 +71,7 @@ pub struct Creation {
 }
 
 /// The state of a sequence in the backup: what `NEXTVAL` returns next, and in which cycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SequenceState {
     /// `next_not_cached_value`: the next value a server started on the backup hands out.
     pub next_value: i64,
@@ -80,7 +80,7 @@ pub struct SequenceState {
 }
 
 /// One table, view or sequence of the backup.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TableDef {
     /// Its database.
     pub schema: String,
@@ -134,7 +134,7 @@ impl TableDef {
 }
 
 /// A trigger, routine or event: the statement that recreates it and the session it needs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectDef {
     /// Its database.
     pub schema: String,
@@ -149,7 +149,7 @@ pub struct ObjectDef {
 }
 
 /// Everything read from the temporary server.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Catalog {
     /// (name, CREATE DATABASE statement), the system schemas left out.
     pub databases: Vec<(String, String)>,

@@ -19,7 +19,9 @@ use dbjobs_sdk::{Host, JobError, ServerState};
 use super::catalog::Catalog;
 use super::files::chown_tree;
 use crate::context::Context;
+use crate::journal::{FullMove, Journal, JournalPhase, JournalRecord};
 use crate::objects;
+use crate::shadow::ShadowSet;
 use crate::statement::exec;
 
 /// What a full restore needs: the prepared backup, the datadir's owner, the tool that
@@ -57,18 +59,27 @@ pub fn restore(ctx: &Context<'_, '_>, full: &FullRestore<'_>) -> Result<Catalog,
     };
     let queue = QueueTable::save(ctx.host)?;
     let service = ServiceControl::new(ctx.host, &ctx.settings.service)?;
-    ctx.changes
-        .begin(ctx.host, "stopping the server to replace its datadir")?;
+    let journal = begin_journal(ctx, &dirs)?;
     let mut objects = None;
-    service.with_server_stopped(
-        || dirs.replace(ctx.host, &backup_moved, owner, backup_tool),
+    let replaced = service.with_server_stopped(
+        || {
+            let replaced = dirs.replace(ctx.host, &backup_moved, owner, backup_tool);
+            crate::fault::point(ctx.host, crate::fault::FULL_DATADIR_MOVED);
+            replaced
+        },
         |()| {
             queue.put_back(ctx.host)?;
             objects = Some(settle_objects(ctx.host, full.catalog)?);
             Ok(())
         },
         || dirs.put_back(),
-    )?;
+    );
+    match &replaced {
+        // The old datadir could not be put back: the next start tries again.
+        Err(e) if e.state == ServerState::Partial => {}
+        _ => journal.done(),
+    }
+    replaced?;
     if let Err(e) = fs::remove_dir_all(&dirs.old) {
         ctx.host.warn(&format!(
             "the server runs on the restored data, but the old datadir {} could not be removed: {e}",
@@ -76,6 +87,47 @@ pub fn restore(ctx: &Context<'_, '_>, full: &FullRestore<'_>) -> Result<Catalog,
         ));
     }
     Ok(objects.unwrap_or_default())
+}
+
+/// The journal of a full restore, before the service is stopped: where the old datadir
+/// goes, so that a run killed while the server is down gets it put back.
+fn begin_journal(ctx: &Context<'_, '_>, dirs: &Datadirs) -> Result<Journal, JobError> {
+    let record = JournalRecord {
+        job_id: ctx.job.id,
+        task: ctx.job.task.clone(),
+        phase: JournalPhase::FullReplacing,
+        set: ShadowSet::new(ctx.job.id, Vec::new()),
+        created_live: Vec::new(),
+        live_triggers: Vec::new(),
+        stopped_replication: Vec::new(),
+        after_switch: None,
+        gtid: String::new(),
+        full: Some(FullMove {
+            datadir: dirs.live.clone(),
+            old: dirs.old.clone(),
+        }),
+    };
+    Journal::begin(ctx, record, "stopping the server to replace its datadir")
+}
+
+/// A full restore whose run died while the datadir was being replaced (its journal's
+/// `full`): stop the service, put the old datadir back, start the service on it.
+pub fn put_back_after_crash(
+    host: &Host<'_>,
+    settings: &dbjobs_kit::service::ServiceSettings,
+    moved: &FullMove,
+    job_id: u64,
+) -> Result<String, JobError> {
+    let dirs = Datadirs::of(&moved.datadir, job_id)?;
+    if !dirs.old.exists() {
+        return Ok("the old datadir was not moved aside, nothing to put back".into());
+    }
+    let service = ServiceControl::new(host, settings)?;
+    service.with_server_stopped(|| dirs.put_back(), |()| Ok(()), || Ok(()))?;
+    Ok(format!(
+        "the old datadir was put back in {} and the server started on it",
+        dirs.live.display()
+    ))
 }
 
 /// Once the server runs on the restored datadir: read the triggers, routines and events of

@@ -32,6 +32,7 @@ pub mod full;
 pub mod imported;
 pub mod online;
 pub mod prepare;
+pub mod tables;
 pub mod temp_server;
 pub mod verify;
 
@@ -41,10 +42,11 @@ use std::path::PathBuf;
 use dbjobs_kit::copy::human_bytes;
 use dbjobs_kit::position::BinlogPosition;
 use dbjobs_kit::tool::find_tool;
-use dbjobs_sdk::JobError;
+use dbjobs_sdk::{JobError, ServerState};
 
 use crate::context::Context;
 use crate::engine::RestoreEngine;
+use crate::journal::Journal;
 use crate::receive::Received;
 use crate::replication;
 use crate::settings::{Mode, Settings};
@@ -104,6 +106,8 @@ pub struct Restored {
     /// The node's replication connections before the restore (the running ones were
     /// stopped for it).
     connections: Vec<replication::Connection>,
+    /// Online mode: the journal, ended by [`RestoreEngine::finish`].
+    journal: Option<Journal>,
 }
 
 impl RestoreEngine for Physical {
@@ -143,8 +147,24 @@ impl RestoreEngine for Physical {
     fn restore(&self, ctx: &Context<'_, '_>, prepared: &Prepared) -> Result<Restored, JobError> {
         let connections = replication::stop_running(ctx.host)?;
         let stopped = connections.iter().any(|c| c.running);
-        self.restore_data(ctx, prepared, connections)
-            .map_err(|e| replication::left_stopped(e, stopped))
+        self.restore_data(ctx, prepared, connections).map_err(|e| {
+            // A rollback started the stopped connections again.
+            let rolled_back = e.state == ServerState::Untouched && ctx.changes.started();
+            replication::left_stopped(e, stopped && !rolled_back)
+        })
+    }
+
+    /// Online mode: drop the old tables kept for a rollback, end the journal.
+    fn finish(
+        &self,
+        ctx: &Context<'_, '_>,
+        _: &Prepared,
+        restored: &mut Restored,
+    ) -> Result<(), JobError> {
+        match restored.journal.take() {
+            Some(journal) => online::finish(ctx.host, journal),
+            None => Ok(()),
+        }
     }
 
     fn verify(
@@ -237,6 +257,7 @@ impl Physical {
         connections: Vec<replication::Connection>,
     ) -> Result<Restored, JobError> {
         let mut notes = Vec::new();
+        let mut journal = None;
         let objects = match self.mode {
             Mode::Online => {
                 if self.restore_accounts {
@@ -248,7 +269,15 @@ impl Physical {
                     datadir: &ctx.facts.datadir,
                     owner: &prepared.owner,
                 };
-                online::restore(ctx, &prepared.catalog, &places)?;
+                let start = online::JournalStart {
+                    stopped_replication: connections
+                        .iter()
+                        .filter(|c| c.running)
+                        .map(|c| c.name.clone())
+                        .collect(),
+                    gtid: prepared.position.as_ref().map_or("", |p| p.gtid.as_str()),
+                };
+                journal = Some(online::restore(ctx, &prepared.catalog, &places, start)?);
                 prepared.catalog.object_counts()
             }
             Mode::Full => {
@@ -271,6 +300,7 @@ impl Physical {
             notes,
             objects,
             connections,
+            journal,
         })
     }
 
@@ -289,6 +319,7 @@ impl Physical {
             ctx.staging.path(),
             with_objects,
         )?;
+        crate::fault::point(ctx.host, crate::fault::TEMP_SERVER_UP);
         let catalog = Catalog::read(&temp, with_objects);
         temp.shutdown();
         catalog.map_err(|e| e.context("reading the backup's definitions"))

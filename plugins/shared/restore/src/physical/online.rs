@@ -1,27 +1,35 @@
-//! The online restore: the live server keeps running while each database of the backup is
-//! recreated on it.
+//! The online restore: the live server keeps running and serving its old data while the
+//! backup is built aside, then one atomic switch puts it in place ([`crate::shadow`]).
 //!
-//! Per database: drop and recreate, then per InnoDB table `CREATE` + `DISCARD TABLESPACE` +
-//! move `.ibd`/`.cfg` in + `IMPORT TABLESPACE` (partitions through a work table, see
-//! `restore_partitions`); MyISAM/Aria/CSV/Archive data files are moved over the new empty
-//! table's and flushed; then views, triggers, routines and events. The `mysql` schema
-//! (accounts) and the other system schemas are left as the node has them.
+//! The steps, each boundary recorded in the journal ([`crate::journal`]):
+//! 1. **refuse before touching**: a foreign key from a database the backup does not have
+//!    into one it replaces;
+//! 2. **journal** (the catalog kept beside it for a recovery), the first change;
+//! 3. **build**: the shadow databases, each table created from the definition the temporary
+//!    server read and its files imported ([`super::tables`]); a failure drops the shadows
+//!    and the server is untouched;
+//! 4. **switch**: one `RENAME TABLE` of every table; a failure is rolled back the same way;
+//! 5. **objects**: the live databases' views, triggers, routines and events replaced by the
+//!    backup's, sequences given their value;
+//! 6. after the verify step, [`finish`]: the old tables dropped, the journal removed.
 //!
-//! The first `DROP DATABASE` is the first change to the live server; from there a failure
-//! leaves the server partial (a crash-safe restore builds every database aside and switches
-//! once instead).
+//! The `mysql` schema (accounts) and the other system schemas are left as the node has
+//! them, and so are databases that exist only on the node.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use dbjobs_kit::sql::{qualified, quote_ident};
-use dbjobs_sdk::{Host, JobError};
+use dbjobs_kit::private::write_private_file;
+use dbjobs_kit::sql::quote_ident;
+use dbjobs_sdk::{Host, JobError, ServerState};
 
-use super::catalog::{Catalog, Kind, TableDef};
-use super::files::{frm_stems, move_in, partition_names, subdirs, table_files};
-use super::imported;
+use super::catalog::{Catalog, Kind};
+use super::tables::{restore_table, Target};
 use crate::context::Context;
+use crate::fault;
+use crate::journal::{self, AfterSwitch, Journal, JournalPhase, JournalRecord};
 use crate::objects;
+use crate::shadow::{self, ShadowSet};
 use crate::statement::exec;
 
 /// Where a restore reads and writes: the extracted backup, the live datadir and its owner.
@@ -34,241 +42,185 @@ pub struct Places<'p> {
     pub owner: &'p fs::Metadata,
 }
 
-/// Recreate each database of the backup on the running server, then its views, triggers,
-/// routines and events. The session's `foreign_key_checks`, `sql_mode` and `time_zone` are
-/// put back afterwards, whatever happened.
+/// What the journal of an online restore starts with, besides the catalog.
+pub struct JournalStart<'a> {
+    /// The replication connections stopped for the restore (started again on a rollback).
+    pub stopped_replication: Vec<String>,
+    /// The backup's GTID.
+    pub gtid: &'a str,
+}
+
+/// Build the backup aside, switch, create the objects (steps 1 to 5 of the module docs).
+/// The session's `foreign_key_checks`, `sql_mode` and `time_zone` are put back afterwards,
+/// whatever happened. The journal, for [`finish`] once the restore verified.
 pub fn restore(
     ctx: &Context<'_, '_>,
     catalog: &Catalog,
     places: &Places<'_>,
-) -> Result<(), JobError> {
+    start: JournalStart<'_>,
+) -> Result<Journal, JobError> {
     let host = ctx.host;
-    let saved_mode = host
-        .query_value("SELECT @@SESSION.sql_mode", &[])?
-        .unwrap_or_default();
-    let saved_tz = host
-        .query_value("SELECT @@SESSION.time_zone", &[])?
-        .unwrap_or_else(|| "SYSTEM".into());
+    let set = ShadowSet::new(
+        ctx.job.id,
+        catalog.databases.iter().map(|(d, _)| d.clone()).collect(),
+    );
+    shadow::refuse_outside_references(host, &set)?;
+    let journal = begin_journal(ctx, catalog, &set, start)?;
+    let saved = SavedSession::save(host)?;
     exec(host, "SET SESSION foreign_key_checks=0", &[])?;
-    let result = restore_databases(ctx, catalog, places)
-        .and_then(|()| objects::create_objects(host, catalog));
-    let _ = host.query("SET SESSION foreign_key_checks=1", &[]);
-    let _ = host.query("SET SESSION sql_mode=?", &[&saved_mode]);
-    let _ = host.query("SET SESSION time_zone=?", &[&saved_tz]);
-    result
+    let result = build_and_switch(ctx, catalog, places, &set, &journal)
+        .and_then(|()| create_objects(host, catalog, &set, &journal));
+    saved.put_back(host);
+    result.map(|()| journal)
 }
 
-/// Drop, recreate and fill each database of the backup.
-fn restore_databases(
+/// Step 6: the restore verified, drop the old tables and the shadows, end the journal.
+pub fn finish(host: &Host<'_>, journal: Journal) -> Result<(), JobError> {
+    shadow::finish(host, &journal.record().set)?;
+    journal.done();
+    Ok(())
+}
+
+/// Keep the catalog beside the journal (a recovery creates the objects from it) and write
+/// the journal.
+fn begin_journal(
+    ctx: &Context<'_, '_>,
+    catalog: &Catalog,
+    set: &ShadowSet,
+    start: JournalStart<'_>,
+) -> Result<Journal, JobError> {
+    let catalog_file = journal::side_file(ctx.host, ctx.job.id, "catalog.json")?;
+    let text = serde_json::to_vec(catalog)
+        .map_err(|e| JobError::internal(format!("cannot encode the catalog: {e}")))?;
+    write_private_file(&catalog_file, &text)?;
+    let record = JournalRecord {
+        job_id: ctx.job.id,
+        task: ctx.job.task.clone(),
+        phase: JournalPhase::Building,
+        set: set.clone(),
+        created_live: Vec::new(),
+        live_triggers: Vec::new(),
+        stopped_replication: start.stopped_replication,
+        after_switch: Some(AfterSwitch::Catalog(catalog_file)),
+        gtid: start.gtid.to_string(),
+        full: None,
+    };
+    Journal::begin(ctx, record, "building the backup aside in shadow databases")
+}
+
+/// Steps 3 and 4; a failure in either rolls back (shadows dropped, live data untouched).
+fn build_and_switch(
     ctx: &Context<'_, '_>,
     catalog: &Catalog,
     places: &Places<'_>,
+    set: &ShadowSet,
+    journal: &Journal,
 ) -> Result<(), JobError> {
     let host = ctx.host;
-    for (db, create) in &catalog.databases {
-        host.progress(&format!("restoring database {db}"));
-        ctx.changes
-            .begin(host, &format!("dropping database {db}"))?;
-        exec(
-            host,
-            &format!("DROP DATABASE IF EXISTS {}", quote_ident(db)),
-            &[],
-        )?;
-        let before = subdirs(places.datadir)?;
-        exec(host, create, &[])?;
-        exec(host, &format!("USE {}", quote_ident(db)), &[])?;
-        let live_dir = places
-            .datadir
-            .join(db_dir_name(&before, places.datadir, db)?);
-        let name = live_dir
-            .file_name()
-            .ok_or_else(|| JobError::internal("a database directory has no name"))?;
-        let backup_dir = places.backup.join(name);
-        for t in catalog
-            .tables
-            .iter()
-            .filter(|t| &t.schema == db && t.kind != Kind::View)
-        {
-            restore_table(host, t, &backup_dir, &live_dir, places.owner)?;
+    let switched = build(ctx, catalog, places, set, journal).and_then(|()| {
+        fault::point(host, fault::BEFORE_SWITCH);
+        host.progress("switching to the restored tables");
+        shadow::switch(host, set, journal, ctx.settings.restore.switch_lock_wait)
+    });
+    let Err(e) = switched else {
+        fault::point(host, fault::AFTER_SWITCH);
+        return Ok(());
+    };
+    match shadow::roll_back(host, &journal.record()) {
+        Ok(()) => {
+            host.info("the restore was rolled back before the switch: shadow databases dropped, live data untouched");
+            journal.done();
+            Err(e
+                .context("building the backup aside (rolled back, live data untouched)")
+                .with_state(ServerState::Untouched))
         }
+        Err(rb) => Err(e.context(format!(
+            "building the backup aside; dropping the shadow databases failed too ({}), the next start retries",
+            rb.message
+        ))
+        .with_state(ServerState::Untouched)),
+    }
+}
+
+/// Step 3: the shadow databases, every table of the backup in them.
+fn build(
+    ctx: &Context<'_, '_>,
+    catalog: &Catalog,
+    places: &Places<'_>,
+    set: &ShadowSet,
+    journal: &Journal,
+) -> Result<(), JobError> {
+    let host = ctx.host;
+    shadow::create_databases(host, set, &catalog.databases, journal)?;
+    let tables: Vec<_> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.kind != Kind::View)
+        .collect();
+    for (i, t) in tables.iter().enumerate() {
+        if i == tables.len() / 2 {
+            fault::point(host, fault::SHADOW_HALF_BUILT);
+        }
+        let shadow = set
+            .shadow_of(&t.schema)
+            .ok_or_else(|| JobError::internal(format!("no shadow for database {}", t.schema)))?;
+        host.progress(&format!(
+            "building {}.{} aside ({} of {})",
+            t.schema,
+            t.name,
+            i + 1,
+            tables.len()
+        ));
+        exec(host, &format!("USE {}", quote_ident(shadow)), &[])?;
+        let target = Target {
+            schema: shadow,
+            from: &places.backup.join(shadow::directory_of(host, &t.schema)?),
+            to: &places.datadir.join(shadow::directory_of(host, shadow)?),
+            owner: places.owner,
+        };
+        restore_table(host, t, &set.rewrite_references(&t.create), &target)
+            .map_err(|e| e.context(format!("table {}.{}", t.schema, t.name)))?;
     }
     Ok(())
 }
 
-/// The directory name of database `db`, which the live server just created: the one that
-/// appeared since `before` (so names needing MariaDB's file-name encoding work too), or `db`
-/// itself when the directory survived the `DROP DATABASE` (it held foreign files).
-fn db_dir_name(
-    before: &std::collections::BTreeSet<String>,
-    datadir: &Path,
-    db: &str,
-) -> Result<String, JobError> {
-    let after = subdirs(datadir)?;
-    let new: Vec<&String> = after.difference(before).collect();
-    match new.as_slice() {
-        [one] => Ok((*one).clone()),
-        _ if datadir.join(db).is_dir() => Ok(db.to_string()),
-        _ => Err(JobError::io(format!(
-            "cannot find the directory of database {db:?} in {}",
-            datadir.display()
-        ))),
-    }
-}
-
-/// Create one table on the live server and bring its data in.
-fn restore_table(
+/// Step 5: the live databases' objects replaced by the backup's. A failure leaves the
+/// journal at [`JournalPhase::Switched`]: the next start creates them again.
+fn create_objects(
     host: &Host<'_>,
-    t: &TableDef,
-    backup_dir: &Path,
-    live_dir: &Path,
-    owner: &fs::Metadata,
+    catalog: &Catalog,
+    set: &ShadowSet,
+    journal: &Journal,
 ) -> Result<(), JobError> {
-    let q = qualified(&t.schema, &t.name);
-    let before = frm_stems(live_dir);
-    exec(host, &t.create, &[])?;
-    let stem = frm_stems(live_dir)
-        .difference(&before)
-        .next()
-        .cloned()
-        .ok_or_else(|| {
-            JobError::io(format!(
-                "cannot find the files of the new table {q} in {}",
-                live_dir.display()
-            ))
-        })?;
-    if t.kind == Kind::Sequence {
-        // Its state (next value, cycle) is given with the objects, after every table.
-        return Ok(());
-    }
-    let table = TableFiles {
-        q,
-        stem,
-        from: backup_dir,
-        to: live_dir,
-        owner,
-    };
-    let partitions = partition_names(backup_dir, &table.stem);
-    if !t.is_innodb() {
-        table.move_data_files(host)?;
-    } else if !partitions.is_empty() {
-        table.restore_partitions(host, t, &partitions)?;
-    } else {
-        table.import_tablespace(host)?;
-    }
-    imported::finish(host, &t.schema, &t.name, t)
+    host.progress("creating views, triggers, routines and events");
+    shadow::clear_live_objects(host, set)?;
+    objects::create_objects(host, catalog)?;
+    journal.enter(JournalPhase::ObjectsCreated)
 }
 
-/// The files of one table being restored: the table, the file-system stem of its files, the
-/// backup's database directory they come from and the live one they go to.
-struct TableFiles<'p> {
-    /// The table, quoted.
-    q: String,
-    /// The file-system name of its files.
-    stem: String,
-    from: &'p Path,
-    to: &'p Path,
-    owner: &'p fs::Metadata,
+/// The session variables an online restore changes, put back afterwards.
+struct SavedSession {
+    sql_mode: String,
+    time_zone: String,
 }
 
-impl TableFiles<'_> {
-    /// Move `files` into the live database directory, keeping their names.
-    fn move_all_in(&self, files: &[PathBuf]) -> Result<(), JobError> {
-        for f in files {
-            move_in(f, &self.to.join(f.file_name().expect("a file")), self.owner)?;
-        }
-        Ok(())
+impl SavedSession {
+    /// Read them.
+    fn save(host: &Host<'_>) -> Result<Self, JobError> {
+        Ok(SavedSession {
+            sql_mode: host
+                .query_value("SELECT @@SESSION.sql_mode", &[])?
+                .unwrap_or_default(),
+            time_zone: host
+                .query_value("SELECT @@SESSION.time_zone", &[])?
+                .unwrap_or_else(|| "SYSTEM".into()),
+        })
     }
 
-    /// InnoDB: discard the new table's tablespace, move the backup's `.ibd` and `.cfg` in,
-    /// import.
-    fn import_tablespace(&self, host: &Host<'_>) -> Result<(), JobError> {
-        let (q, stem) = (&self.q, &self.stem);
-        let files = table_files(self.from, stem, &["ibd", "cfg"]);
-        if !files
-            .iter()
-            .any(|f| f.extension().is_some_and(|e| e == "ibd"))
-        {
-            return Err(JobError::bad_input(format!(
-                "the backup has no .ibd file for InnoDB table {q} (looked for {stem}.ibd in {})",
-                self.from.display()
-            )));
-        }
-        exec(host, &format!("ALTER TABLE {q} DISCARD TABLESPACE"), &[])?;
-        self.move_all_in(&files)?;
-        exec(host, &format!("ALTER TABLE {q} IMPORT TABLESPACE"), &[])?;
-        // The .cfg files are only for the import.
-        for f in table_files(self.to, stem, &["cfg"]) {
-            let _ = fs::remove_file(f);
-        }
-        Ok(())
-    }
-
-    /// MyISAM, Aria, CSV, Archive: move the backup's data files over the new empty table's,
-    /// then flush. MEMORY, BLACKHOLE, FEDERATED...: the definition is all there is.
-    fn move_data_files(&self, host: &Host<'_>) -> Result<(), JobError> {
-        let exts = ["MYD", "MYI", "MAD", "MAI", "CSV", "CSM", "ARZ", "par"];
-        let files = table_files(self.from, &self.stem, &exts);
-        if files.is_empty() {
-            return Ok(());
-        }
-        let flush = format!("FLUSH TABLES {}", self.q);
-        exec(host, &flush, &[])?;
-        self.move_all_in(&files)?;
-        exec(host, &flush, &[])
-    }
-
-    /// MariaDB cannot discard or import the tablespace of one partition: each partition's
-    /// `.ibd` is imported into a plain copy of the table, which is then exchanged with the
-    /// (empty) partition.
-    fn restore_partitions(
-        &self,
-        host: &Host<'_>,
-        t: &TableDef,
-        partitions: &[String],
-    ) -> Result<(), JobError> {
-        let (q, stem, live_dir) = (&self.q, &self.stem, self.to);
-        if partitions
-            .iter()
-            .any(|p| p.contains("#SP#") || p.contains("#sp#"))
-        {
-            return Err(JobError::refused(format!(
-                "{q} has subpartitions, which an online restore cannot import"
-            ))
-            .with_hint("use restore_mode=full"));
-        }
-        let tmp = qualified(&t.schema, &format!("{}#dbjobs", t.name));
-        for p in partitions {
-            exec(host, &format!("DROP TABLE IF EXISTS {tmp}"), &[])?;
-            let before = frm_stems(live_dir);
-            exec(host, &format!("CREATE TABLE {tmp} LIKE {q}"), &[])?;
-            let tmp_stem = frm_stems(live_dir)
-                .difference(&before)
-                .next()
-                .cloned()
-                .ok_or_else(|| {
-                    JobError::io(format!("cannot find the files of the work table {tmp}"))
-                })?;
-            exec(host, &format!("ALTER TABLE {tmp} REMOVE PARTITIONING"), &[])?;
-            exec(host, &format!("ALTER TABLE {tmp} DISCARD TABLESPACE"), &[])?;
-            for ext in ["ibd", "cfg"] {
-                let from = self.from.join(format!("{stem}#P#{p}.{ext}"));
-                if from.exists() {
-                    move_in(
-                        &from,
-                        &live_dir.join(format!("{tmp_stem}.{ext}")),
-                        self.owner,
-                    )?;
-                }
-            }
-            exec(host, &format!("ALTER TABLE {tmp} IMPORT TABLESPACE"), &[])?;
-            let _ = fs::remove_file(live_dir.join(format!("{tmp_stem}.cfg")));
-            let exchange = format!(
-                "ALTER TABLE {q} EXCHANGE PARTITION {} WITH TABLE {tmp}",
-                quote_ident(p)
-            );
-            exec(host, &exchange, &[])?;
-            exec(host, &format!("DROP TABLE {tmp}"), &[])?;
-        }
-        Ok(())
+    /// Put them back, with `foreign_key_checks` on (best effort).
+    fn put_back(&self, host: &Host<'_>) {
+        let _ = host.query("SET SESSION foreign_key_checks=1", &[]);
+        let _ = host.query("SET SESSION sql_mode=?", &[&self.sql_mode]);
+        let _ = host.query("SET SESSION time_zone=?", &[&self.time_zone]);
     }
 }

@@ -1,0 +1,38 @@
+//! Pause points for the fault-matrix tests: a restore stops for good at a named phase
+//! boundary, so a test can `kill -9` dbjobs exactly there and check what the next run does.
+//!
+//! A point does nothing unless the environment variable `DBJOBS_FAULT_PAUSE_AT` names it;
+//! the variable is read by tests only and documented as such in tests/README.md. The names
+//! are the constants below, so a test and the restore cannot disagree on one.
+
+use std::time::Duration;
+
+use dbjobs_sdk::Host;
+
+/// The environment variable that names the point to pause at.
+pub const PAUSE_AT: &str = "DBJOBS_FAULT_PAUSE_AT";
+
+/// The shadow databases are being built: half of the tables are in.
+pub const SHADOW_HALF_BUILT: &str = "shadow-half-built";
+/// Every shadow table is built; the switch is next.
+pub const BEFORE_SWITCH: &str = "before-switch";
+/// The switch is done; the objects are next.
+pub const AFTER_SWITCH: &str = "after-switch";
+/// Half of the objects (views, triggers, routines, events) are created.
+pub const OBJECTS_HALF_CREATED: &str = "objects-half-created";
+/// The temporary server reads the backup's definitions.
+pub const TEMP_SERVER_UP: &str = "temp-server-up";
+/// Full mode: the live datadir has been moved aside, the backup's is not yet in place.
+pub const FULL_DATADIR_MOVED: &str = "full-datadir-moved";
+
+/// Pause forever here when `DBJOBS_FAULT_PAUSE_AT` is `name` (after logging
+/// `fault point NAME reached`, the line a test waits for); otherwise return at once.
+pub fn point(host: &Host<'_>, name: &str) {
+    if std::env::var(PAUSE_AT).ok().as_deref() != Some(name) {
+        return;
+    }
+    host.info(&format!("fault point {name} reached, pausing ({PAUSE_AT})"));
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
