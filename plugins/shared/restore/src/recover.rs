@@ -176,8 +176,16 @@ fn replay(host: &Host<'_>, script: &Path) -> Result<(), JobError> {
         program: &program,
         option_file: host.client_option_file()?,
     };
-    let size = fs::metadata(script).map(|m| m.len()).unwrap_or(0);
-    apply::one_session(host, &client, script, size).map(|_| ())
+    let replay = apply::Replay {
+        path: script,
+        total: fs::metadata(script).map(|m| m.len()).unwrap_or(0),
+        origin: apply::Origin::Named("objects.sql"),
+        half_point: None,
+    };
+    // As the run would have: the events the script creates are disabled on the slave.
+    let since = objects::server_now(host)?;
+    apply::one_session(host, &client, &replay)?;
+    objects::disable_events_created_since(host, &since).map(|_| ())
 }
 
 /// A full restore that died while replacing the datadir.

@@ -52,14 +52,51 @@ impl Client<'_> {
     }
 }
 
-/// Feed `dump` (of `total` bytes) through the filter into one client session and wait for
-/// it.
+/// Where the lines of a replayed file come from, for the line an error names.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// The file is the dump as received: its lines are the dump's.
+    Dump,
+    /// The file is a part of the dump: each of its lines is the dump's line the map says.
+    Part(&'a LineMap),
+    /// A file of its own, named so in errors (`objects.sql`).
+    Named(&'a str),
+}
+
+impl Origin<'_> {
+    /// ` (line N of the dump)` or ` (line N of objects.sql)` for line `line` of the file.
+    fn describe(&self, line: u64) -> String {
+        match self {
+            Origin::Dump => format!(" (line {line} of the dump)"),
+            Origin::Part(map) => map
+                .dump_line(line)
+                .map(|n| format!(" (line {n} of the dump)"))
+                .unwrap_or_default(),
+            Origin::Named(name) => format!(" (line {line} of {name})"),
+        }
+    }
+}
+
+/// A file replayed through the client.
+pub struct Replay<'a> {
+    /// The staged file.
+    pub path: &'a Path,
+    /// Its size, for progress.
+    pub total: u64,
+    /// Where its lines come from.
+    pub origin: Origin<'a>,
+    /// A fault point ([`crate::fault::point`]) to pause at once half of it is fed (the
+    /// fault-matrix tests kill the run there).
+    pub half_point: Option<&'static str>,
+}
+
+/// Feed `replay`'s file through the filter into one client session and wait for it.
 pub fn one_session(
     host: &Host<'_>,
     client: &Client<'_>,
-    dump: &Path,
-    total: u64,
+    replay: &Replay<'_>,
 ) -> Result<Applied, JobError> {
+    let (dump, total) = (replay.path, replay.total);
     let mut tool = client.spawn()?;
     let stdin = tool
         .take_stdin()
@@ -75,24 +112,36 @@ pub fn one_session(
         .write_all(PREFIX)
         .map_err(FilterStop::Write)
         .and_then(|()| {
-            filter_into(&mut reader, &mut input, &mut filter, 2, &mut done, |read| {
-                if read < next_progress {
-                    return Ok(());
-                }
-                next_progress = read + (1 << 20);
-                host.progress(&format!(
-                    "applying the dump: {} of {}",
-                    human_bytes(read),
-                    human_bytes(total)
-                ));
-                if host.cancelled() {
-                    return Err(JobError::cancelled(format!(
-                        "cancelled while applying the dump after {}",
-                        human_bytes(read)
-                    )));
-                }
-                Ok(())
-            })
+            filter_into(
+                &mut reader,
+                &mut input,
+                &mut filter,
+                2,
+                &mut done,
+                |read, out| {
+                    if let Some(point) = replay.half_point.filter(|_| read >= total / 2) {
+                        // What was read so far reaches the client before the pause.
+                        let _ = out.flush();
+                        crate::fault::point(host, point);
+                    }
+                    if read < next_progress {
+                        return Ok(());
+                    }
+                    next_progress = read + (1 << 20);
+                    host.progress(&format!(
+                        "applying the dump: {} of {}",
+                        human_bytes(read),
+                        human_bytes(total)
+                    ));
+                    if host.cancelled() {
+                        return Err(JobError::cancelled(format!(
+                            "cancelled while applying the dump after {}",
+                            human_bytes(read)
+                        )));
+                    }
+                    Ok(())
+                },
+            )
         })
         .and_then(|()| input.flush().map_err(FilterStop::Write));
     drop(input); // end of input: the client finishes and exits
@@ -109,7 +158,13 @@ pub fn one_session(
     };
     let exit = tool.wait()?;
     if !exit.success() {
-        return Err(apply_failure(&exit, &done.lines, done.read, total));
+        return Err(apply_failure(
+            &exit,
+            &done.lines,
+            done.read,
+            total,
+            replay.origin,
+        ));
     }
     if let Some(e) = write_error {
         return Err(feed_failure(&exit, done.read, &e));
@@ -131,6 +186,7 @@ pub(crate) fn apply_failure(
     lines: &LineMap,
     applied: u64,
     total: u64,
+    origin: Origin<'_>,
 ) -> JobError {
     let error_line = exit
         .stderr_tail
@@ -141,7 +197,7 @@ pub(crate) fn apply_failure(
         .as_deref()
         .and_then(client_error_line)
         .and_then(|n| lines.dump_line(n))
-        .map(|n| format!(" (line {n} of the dump)"))
+        .map(|n| origin.describe(n))
         .unwrap_or_default();
     let message = format!(
         "the dump failed to apply after {} of {}{at}: {}: {}",
@@ -200,7 +256,7 @@ mod tests {
         lines.note(2, 1);
         lines.note(3, 2);
         lines.note(4, 7);
-        let e = apply_failure(&exit, &lines, 10, 20);
+        let e = apply_failure(&exit, &lines, 10, 20, Origin::Dump);
         assert_eq!(e.kind, dbjobs_sdk::ErrorKind::Sql);
         assert!(e.message.contains("(line 7 of the dump)"), "{e}");
         assert!(e.message.contains("ERROR 1064 (42000) at line 4"), "{e}");
@@ -208,7 +264,7 @@ mod tests {
             .args(["-c", "echo 'cannot connect' >&2; exit 1"])
             .run()
             .unwrap();
-        let e = apply_failure(&exit, &lines, 0, 20);
+        let e = apply_failure(&exit, &lines, 0, 20, Origin::Dump);
         assert_eq!(e.kind, dbjobs_sdk::ErrorKind::Tool);
         assert!(e.message.ends_with("cannot connect"), "{e}");
     }

@@ -45,14 +45,15 @@ pub(crate) enum FilterStop {
 /// ([`DumpFilter::keep_head`]) and streamed on, so a dump with a 1 GiB `INSERT` line is applied
 /// with the memory of a buffer, not of the line. Kept lines are numbered from `first_fed_line`
 /// (the client's line number of the first one) in the returned [`LineMap`], for error reports.
-/// `tick` gets the bytes read after each buffer and may stop the copy.
+/// `tick` gets the bytes read after each buffer (and `out`, to flush it) and may stop the
+/// copy.
 pub(crate) fn filter_into<R: BufRead, W: Write>(
     reader: &mut R,
     out: &mut W,
     filter: &mut DumpFilter,
     first_fed_line: u64,
     done: &mut Filtered,
-    mut tick: impl FnMut(u64) -> Result<(), JobError>,
+    mut tick: impl FnMut(u64, &mut W) -> Result<(), JobError>,
 ) -> Result<(), FilterStop> {
     let mut line = Line {
         head: Vec::with_capacity(MARKER_MAX + 1),
@@ -89,7 +90,7 @@ pub(crate) fn filter_into<R: BufRead, W: Write>(
         }
         reader.consume(n);
         done.read += n as u64;
-        tick(done.read).map_err(FilterStop::Stopped)?;
+        tick(done.read, out).map_err(FilterStop::Stopped)?;
     }
     if line.len > 0 {
         // A last line without a newline.
@@ -412,7 +413,7 @@ DROP DATABASE `replication_manager_schema`;
             let mut out = Vec::new();
             let mut g = DumpFilter::default();
             let mut done = Filtered::default();
-            filter_into(&mut reader, &mut out, &mut g, 2, &mut done, |_| Ok(())).unwrap();
+            filter_into(&mut reader, &mut out, &mut g, 2, &mut done, |_, _| Ok(())).unwrap();
             assert!(out == want, "buffer of {cap} bytes: output differs");
             assert_eq!(done.read, dump.len() as u64);
             assert_eq!(done.fed, want.len() as u64);
@@ -439,7 +440,7 @@ DROP DATABASE `replication_manager_schema`;
             &mut DumpFilter::default(),
             2,
             &mut done,
-            |read| {
+            |read, _| {
                 if read > 100 {
                     Err(JobError::cancelled("cancelled"))
                 } else {
@@ -475,7 +476,7 @@ DROP DATABASE `replication_manager_schema`;
             &mut DumpFilter::default(),
             2,
             &mut done,
-            |_| Ok(()),
+            |_, _| Ok(()),
         );
         assert!(matches!(failed, Err(FilterStop::Write(_))));
         // The two short lines went out before the client stopped reading: still mapped.

@@ -1,19 +1,30 @@
 //! Logical restore (`reseedmysqldump`, `flashbackmysqldump`): a gzip'd SQL dump replayed
-//! through the `mariadb` client, as the [`Logical`] [`RestoreEngine`].
+//! through the `mariadb` client, built aside and switched in one step, as the [`Logical`]
+//! [`RestoreEngine`].
 //!
-//! The steps, so that a broken transfer never touches the server:
-//! 1. **Receive** ([`stage`], [`gzip`]): the stream is decompressed into `dump.sql` in the
-//!    staging directory and its gzip trailer verified; a stream cut short fails here, before
-//!    anything was applied. With `apply_parallel` above 1, the [`plan`] of a parallel apply
-//!    is built from the same bytes on the way.
-//! 2. **Prepare**: choose how to apply the dump: in several sessions when its plan was
+//! The steps, so that neither a broken transfer nor a failure or a kill at any point leaves
+//! a database half old and half new:
+//! 1. **Receive** ([`stage`], [`gzip`], [`split`]): the stream is decompressed and split on
+//!    the way into `build.sql` (the tables and sequences, every database name rewritten to
+//!    its shadow name) and `objects.sql` (the `mysql` schema, then views, triggers,
+//!    routines and events under the live names, then the position the dump sets), its gzip
+//!    trailer verified; a stream cut short, or a dump whose sections are not recognised,
+//!    fails here, before anything was applied. With `apply_parallel` above 1, the [`plan`]
+//!    of a parallel apply of `build.sql` is built from the same bytes.
+//! 2. **Prepare**: choose how to apply `build.sql`: in several sessions when its plan was
 //!    recognised and has table groups to spread, else in one.
-//! 3. **Restore** ([`apply`], [`parallel`]): a configured replica is stopped (the dump's
-//!    `CHANGE MASTER TO` and `SET GLOBAL gtid_slave_pos` need it), then the dump is fed
-//!    through the [`filter`] (which keeps the node's own job queue out of the replay and
-//!    picks up the position the dump sets) into the client, not binlogged. The first SQL
-//!    error stops the replay; the server then holds what was applied before it.
-//! 4. **Replicate**: the replica is started again, unless replication-manager applies the
+//! 3. **Restore**: a running replica is stopped (the dump's `CHANGE MASTER TO` and
+//!    `SET GLOBAL gtid_slave_pos` need it); a foreign key from a database the dump does not
+//!    have into one it replaces is refused; the journal is written ([`crate::journal`],
+//!    `objects.sql` kept beside it); `build.sql` is applied into the shadow databases
+//!    ([`apply`], [`parallel`], through the [`filter`], not binlogged) while the live ones
+//!    keep serving; one `RENAME TABLE` switches ([`crate::shadow::switch`]); then
+//!    `objects.sql` is replayed in one session and the events it created are disabled on
+//!    the slave. Any failure before the switch drops the shadows: the server is untouched.
+//!    A run killed at any point is finished or rolled back by the next start
+//!    ([`crate::recover`]).
+//! 4. **Finish**: the old tables (and the shadows' leftovers) are dropped, the journal ends.
+//! 5. **Replicate**: the replica is started again, unless replication-manager applies the
 //!    position itself (the payload variant, API mode), which gets the position as payload.
 
 pub mod apply;
@@ -28,17 +39,21 @@ use std::path::PathBuf;
 
 use dbjobs_kit::copy::{human_bytes, human_rate};
 use dbjobs_kit::position::BinlogPosition;
+use dbjobs_kit::private::create_private_file;
 use dbjobs_kit::tool::find_tool;
-use dbjobs_sdk::JobError;
+use dbjobs_sdk::{JobError, ServerState};
 
 use crate::context::Context;
 use crate::engine::RestoreEngine;
+use crate::fault;
+use crate::journal::{self, AfterSwitch, Journal, JournalPhase, JournalRecord};
 use crate::objects;
 use crate::receive::Received;
 use crate::replication;
 use crate::settings::RestoreSettings;
+use crate::shadow::{self, ShadowSet};
 use crate::summary::{count, Summary};
-use apply::{Applied, Client};
+use apply::{Applied, Client, Origin, Replay};
 use filter::QUEUE_SCHEMA;
 use plan::DumpPlan;
 use stage::StagedDump;
@@ -60,13 +75,13 @@ impl Logical {
     }
 }
 
-/// How a staged dump is applied, decided before the first change.
+/// How `build.sql` is applied, decided before the first change.
 pub enum HowToApply {
     /// Through one client session, in dump order.
     OneSession,
-    /// Following the dump's plan, the table groups over up to `sessions` sessions.
+    /// Following the plan, the table groups over up to `sessions` sessions.
     Parallel {
-        /// The dump's plan.
+        /// The plan of `build.sql`.
         plan: DumpPlan,
         /// The most sessions to use.
         sessions: usize,
@@ -81,9 +96,16 @@ pub struct Prepared {
 
 /// What the replay did.
 pub struct Restored {
-    applied: Applied,
-    /// Whether a configured replica was stopped for the replay.
+    /// The build of the shadow databases.
+    built: Applied,
+    /// The replay of the objects after the switch (it sets the position).
+    objects: Applied,
+    /// Events the replay created, disabled on the slave.
+    events_disabled: usize,
+    /// Whether the node has a replica configured (stopped for the replay if it ran).
     replica_stopped: bool,
+    /// The journal, ended by [`RestoreEngine::finish`].
+    journal: Option<Journal>,
 }
 
 impl RestoreEngine for Logical {
@@ -105,28 +127,42 @@ impl RestoreEngine for Logical {
     }
 
     fn restore(&self, ctx: &Context<'_, '_>, prepared: &Prepared) -> Result<Restored, JobError> {
-        let replica_stopped = replication::replica_configured(ctx.host);
-        if replica_stopped {
-            replication::stop_for_restore(ctx.host)?;
-        }
-        let replay_started = objects::server_now(ctx.host)?;
-        let position_before = replication::slave_pos(ctx.host)?;
-        ctx.changes.begin(ctx.host, "applying the dump")?;
-        let applied = self
-            .apply(ctx, prepared)
-            .map_err(|e| replication::left_stopped(e, replica_stopped))?;
-        // The node is (or becomes) a replica: the dump's enabled events run on the master.
-        objects::disable_events_created_since(ctx.host, &replay_started)?;
-        // A multi-source node keeps its place in the domains the dump does not set.
-        replication::keep_other_domains(ctx.host, &position_before)?;
-        Ok(Restored {
-            applied,
-            replica_stopped,
-        })
+        let connections = replication::stop_running(ctx.host)?;
+        let stopped = connections.iter().any(|c| c.running);
+        let running = connections
+            .iter()
+            .filter(|c| c.running)
+            .map(|c| c.name.clone())
+            .collect();
+        self.restore_aside(ctx, prepared, running)
+            .map(|mut r| {
+                r.replica_stopped = !connections.is_empty();
+                r
+            })
+            .map_err(|e| {
+                // A rollback started the stopped connections again.
+                let rolled_back = e.state == ServerState::Untouched && ctx.changes.started();
+                replication::left_stopped(e, stopped && !rolled_back)
+            })
     }
 
     /// The client's exit status is the check of a replay: it stops at the first error.
     fn verify(&self, _: &Context<'_, '_>, _: &Prepared, _: &Restored) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    /// Drop the old tables kept for a rollback and the shadows' leftovers, end the journal.
+    fn finish(
+        &self,
+        ctx: &Context<'_, '_>,
+        _: &Prepared,
+        restored: &mut Restored,
+    ) -> Result<(), JobError> {
+        let Some(journal) = restored.journal.take() else {
+            return Ok(());
+        };
+        shadow::finish(ctx.host, &journal.record().set)?;
+        journal.done();
         Ok(())
     }
 
@@ -150,7 +186,7 @@ impl RestoreEngine for Logical {
     }
 
     fn position<'p>(&self, _: &'p Prepared, restored: &'p Restored) -> Option<&'p BinlogPosition> {
-        restored.applied.position.as_ref()
+        restored.objects.position.as_ref()
     }
 
     fn summary(
@@ -160,31 +196,45 @@ impl RestoreEngine for Logical {
         restored: &Restored,
         replication: Vec<String>,
     ) -> String {
-        let (got, applied) = (&prepared.dump.received, &restored.applied);
+        let (dump, got) = (&prepared.dump, &prepared.dump.received);
+        let fed = restored.built.fed + restored.objects.fed;
         let mut summary = Summary::new(format!(
             "{} from a mysqldump done: {} received from {} ({}), {} of SQL applied in {} s{}",
             ctx.intent.as_str(),
             human_bytes(got.compressed),
-            prepared.dump.peer,
-            human_rate(got.compressed, prepared.dump.took),
-            human_bytes(applied.fed),
+            dump.peer,
+            human_rate(got.compressed, dump.took),
+            human_bytes(fed),
             ctx.started.elapsed().as_secs(),
             match got.padding {
                 0 => String::new(),
                 n => format!(", {n} stale bytes ignored"),
             },
         ));
-        let gtid = applied.position.as_ref().filter(|p| !p.gtid.is_empty());
-        if let Some(p) = gtid {
+        let gtid = restored.objects.position.as_ref();
+        if let Some(p) = gtid.filter(|p| !p.gtid.is_empty()) {
             summary.note(format!("gtid_slave_pos {}", p.gtid));
         }
         summary
             .notes(replication)
-            .note(format!("applied in {}", count(applied.sessions, "session")));
-        if applied.skipped_lines > 0 {
+            .note(format!(
+                "{} built aside and switched in one step",
+                count(dump.databases.len(), "database")
+            ))
+            .note(format!(
+                "applied in {}",
+                count(restored.built.sessions, "session")
+            ));
+        if restored.events_disabled > 0 {
+            summary.note(format!(
+                "{} disabled on the slave",
+                count(restored.events_disabled, "event")
+            ));
+        }
+        if dump.skipped_lines > 0 {
             summary.note(format!(
                 "{} lines about {QUEUE_SCHEMA} skipped",
-                applied.skipped_lines
+                dump.skipped_lines
             ));
         }
         summary.text()
@@ -192,20 +242,175 @@ impl RestoreEngine for Logical {
 }
 
 impl Logical {
-    /// Replay the staged dump as [`HowToApply`] says.
-    fn apply(&self, ctx: &Context<'_, '_>, prepared: &Prepared) -> Result<Applied, JobError> {
-        let client = Client {
+    /// The client, with the host's credentials.
+    fn client<'p>(&'p self, ctx: &Context<'_, '_>) -> Result<Client<'p>, JobError> {
+        Ok(Client {
             program: &self.client,
             option_file: ctx.host.client_option_file()?,
+        })
+    }
+
+    /// Refuse what would break the switch, write the journal, build, switch, create the
+    /// objects (step 3 of the module docs). `running`: the replication connections stopped.
+    fn restore_aside(
+        &self,
+        ctx: &Context<'_, '_>,
+        prepared: &Prepared,
+        running: Vec<String>,
+    ) -> Result<Restored, JobError> {
+        let (host, dump) = (ctx.host, &prepared.dump);
+        let set = ShadowSet::new(ctx.job.id, dump.databases.clone());
+        shadow::refuse_outside_references(host, &set)?;
+        let replay_started = objects::server_now(host)?;
+        let position_before = replication::slave_pos(host)?;
+        let journal = begin_journal(ctx, dump, &set, running)?;
+        let built = self.build_and_switch(ctx, prepared, &set, &journal)?;
+        let applied = self.create_objects(ctx, dump, &set, &journal)?;
+        // The node is (or becomes) a replica: the dump's enabled events run on the master.
+        let events_disabled = objects::disable_events_created_since(host, &replay_started)?;
+        journal.enter(JournalPhase::ObjectsCreated)?;
+        // A multi-source node keeps its place in the domains the dump does not set.
+        replication::keep_other_domains(host, &position_before)?;
+        Ok(Restored {
+            built,
+            objects: applied,
+            events_disabled,
+            replica_stopped: false,
+            journal: Some(journal),
+        })
+    }
+
+    /// Build the shadow databases from `build.sql`, then switch; a failure in either rolls
+    /// back (shadows dropped, live data untouched).
+    fn build_and_switch(
+        &self,
+        ctx: &Context<'_, '_>,
+        prepared: &Prepared,
+        set: &ShadowSet,
+        journal: &Journal,
+    ) -> Result<Applied, JobError> {
+        let host = ctx.host;
+        let switched = shadow::create_databases(host, set, &prepared.dump.creates, journal)
+            .and_then(|()| self.build(ctx, prepared))
+            .and_then(|built| {
+                fault::point(host, fault::BEFORE_SWITCH);
+                host.progress("switching to the restored tables");
+                shadow::switch(host, set, journal, ctx.settings.restore.switch_lock_wait)?;
+                Ok(built)
+            });
+        let e = match switched {
+            Ok(built) => {
+                fault::point(host, fault::AFTER_SWITCH);
+                return Ok(built);
+            }
+            Err(e) => e,
         };
-        let (dump, total) = (&prepared.dump.path, prepared.dump.received.sql_bytes);
+        match shadow::roll_back(host, &journal.record()) {
+            Ok(()) => {
+                host.info("the restore was rolled back before the switch: shadow databases dropped, live data untouched");
+                journal.done();
+                Err(e
+                    .context("building the dump aside (rolled back, live data untouched)")
+                    .with_state(ServerState::Untouched))
+            }
+            Err(rb) => Err(e.context(format!(
+                "building the dump aside; dropping the shadow databases failed too ({}), the next start retries",
+                rb.message
+            ))
+            .with_state(ServerState::Untouched)),
+        }
+    }
+
+    /// Apply `build.sql` as [`HowToApply`] says.
+    fn build(&self, ctx: &Context<'_, '_>, prepared: &Prepared) -> Result<Applied, JobError> {
+        let client = self.client(ctx)?;
+        let dump = &prepared.dump;
+        let replay = Replay {
+            path: &dump.build,
+            total: dump.build_bytes,
+            origin: Origin::Part(&dump.build_lines),
+            half_point: Some(fault::SHADOW_HALF_BUILT),
+        };
         match &prepared.how {
-            HowToApply::OneSession => apply::one_session(ctx.host, &client, dump, total),
+            HowToApply::OneSession => apply::one_session(ctx.host, &client, &replay),
             HowToApply::Parallel { plan, sessions } => {
-                parallel::in_sessions(ctx.host, &client, dump, total, plan, *sessions)
+                parallel::in_sessions(ctx.host, &client, &replay, plan, *sessions)
             }
         }
     }
+
+    /// After the switch: the live databases' objects replaced by the backup's, from
+    /// `objects.sql`. A failure leaves the journal at [`JournalPhase::Switched`]: the next
+    /// start replays it again.
+    fn create_objects(
+        &self,
+        ctx: &Context<'_, '_>,
+        dump: &StagedDump,
+        set: &ShadowSet,
+        journal: &Journal,
+    ) -> Result<Applied, JobError> {
+        let host = ctx.host;
+        host.progress("creating views, triggers, routines and events");
+        shadow::clear_live_objects(host, set)?;
+        let script = match journal.record().after_switch {
+            Some(AfterSwitch::Script(path)) => path,
+            _ => dump.objects.clone(),
+        };
+        let total = std::fs::metadata(&script).map_or(0, |m| m.len());
+        let replay = Replay {
+            path: &script,
+            total,
+            origin: Origin::Named("objects.sql"),
+            half_point: Some(fault::OBJECTS_HALF_CREATED),
+        };
+        apply::one_session(host, &self.client(ctx)?, &replay)
+            .map_err(|e| e.context("creating the objects after the switch"))
+    }
+}
+
+/// Keep `objects.sql` beside the journal (a recovery after the switch replays it) and write
+/// the journal: the first change.
+fn begin_journal(
+    ctx: &Context<'_, '_>,
+    dump: &StagedDump,
+    set: &ShadowSet,
+    running: Vec<String>,
+) -> Result<Journal, JobError> {
+    let script = journal::side_file(ctx.host, ctx.job.id, "objects.sql")?;
+    copy_private(&dump.objects, &script)?;
+    let record = JournalRecord {
+        job_id: ctx.job.id,
+        task: ctx.job.task.clone(),
+        phase: JournalPhase::Building,
+        set: set.clone(),
+        created_live: Vec::new(),
+        live_triggers: Vec::new(),
+        stopped_replication: running,
+        after_switch: Some(AfterSwitch::Script(script)),
+        gtid: dump
+            .position
+            .as_ref()
+            .map(|p| p.gtid.clone())
+            .unwrap_or_default(),
+        full: None,
+    };
+    Journal::begin(ctx, record, "building the dump aside in shadow databases")
+}
+
+/// Copy `from` to a new private file `to`, synced.
+fn copy_private(from: &std::path::Path, to: &std::path::Path) -> Result<(), JobError> {
+    let io = |e: std::io::Error| {
+        JobError::io(format!(
+            "cannot copy {} to {}: {e}",
+            from.display(),
+            to.display()
+        ))
+    };
+    let _ = std::fs::remove_file(to);
+    let mut out = create_private_file(to)?;
+    let mut input = std::fs::File::open(from).map_err(io)?;
+    std::io::copy(&mut input, &mut out).map_err(io)?;
+    out.sync_all().map_err(io)
 }
 
 /// Several sessions when `sessions` is above 1 and the dump's `plan`, built while receiving,

@@ -19,7 +19,7 @@ use dbjobs_kit::copy::{human_bytes, COPY_BUFFER};
 use dbjobs_kit::tool::RunningTool;
 use dbjobs_sdk::{Host, JobError};
 
-use super::apply::{apply_failure, feed_failure, Applied, Client, PREFIX};
+use super::apply::{apply_failure, feed_failure, Applied, Client, Origin, Replay, PREFIX};
 use super::filter::LineMap;
 use super::plan::{DumpPlan, Span, Unit};
 
@@ -28,6 +28,9 @@ struct Sessions<'a> {
     client: &'a Client<'a>,
     dump: &'a Path,
     total: u64,
+    origin: Origin<'a>,
+    /// The fault point to pause at once half of the dump is fed.
+    half_point: Option<&'static str>,
     /// Dump bytes fed so far (header SETs replayed per session not counted).
     fed: AtomicU64,
     /// Set at the first failure or on cancellation: every session stops.
@@ -74,13 +77,12 @@ impl Sessions<'_> {
     }
 }
 
-/// Apply the dump following `plan`: phase A (header, database statements) in one session,
-/// the table units over `n` sessions, then the rest in one session.
+/// Apply `replay`'s file following `plan`: phase A (header, database statements) in one
+/// session, the table units over `n` sessions, then the rest in one session.
 pub fn in_sessions(
     host: &Host<'_>,
     client: &Client<'_>,
-    dump: &Path,
-    total: u64,
+    replay: &Replay<'_>,
     plan: &DumpPlan,
     n: usize,
 ) -> Result<Applied, JobError> {
@@ -92,8 +94,10 @@ pub fn in_sessions(
     ));
     let sessions = Sessions {
         client,
-        dump,
-        total,
+        dump: replay.path,
+        total: replay.total,
+        origin: replay.origin,
+        half_point: replay.half_point,
         fed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         first_error: Mutex::new(None),
@@ -161,6 +165,10 @@ fn run_phase(
                 human_bytes(s.fed.load(Ordering::SeqCst)),
                 human_bytes(s.total)
             ));
+            let fed = s.fed.load(Ordering::SeqCst);
+            if let Some(point) = s.half_point.filter(|_| fed >= s.total / 2) {
+                crate::fault::point(host, point);
+            }
             if !cancelled && host.cancelled() {
                 cancelled = true;
                 s.stop.store(true, Ordering::SeqCst);
@@ -252,7 +260,7 @@ fn judge_session(
         return Ok(());
     }
     if !exit.success() {
-        return Err(apply_failure(&exit, lines, fed_so_far, s.total));
+        return Err(apply_failure(&exit, lines, fed_so_far, s.total, s.origin));
     }
     match fed {
         Err(e) => Err(feed_failure(&exit, fed_so_far, &e)),

@@ -131,6 +131,9 @@ pub struct Split<B, O, P> {
     /// The live names of the user databases, in dump order: the `k`-th is built as
     /// `shadow(k)`.
     pub databases: Vec<String>,
+    /// The dump's `CREATE DATABASE` statement of each user database (live name,
+    /// statement): the options the shadow, old and missing live databases are created with.
+    pub creates: Vec<(String, String)>,
     /// The forward references to patch into `build.sql`.
     pub patches: Vec<Patch>,
     /// What goes at the end of `objects.sql`, after the part: the position statements and
@@ -160,6 +163,7 @@ pub struct Splitter<B: Write, O: Write, P: Write> {
     section: Section,
     dbs: Vec<String>,
     index: HashMap<String, usize>,
+    creates: Vec<(String, String)>,
     /// The user database of the last `USE` written to `build.sql`.
     build_db: Option<usize>,
     /// The user database of the last `USE` written to the part.
@@ -205,6 +209,7 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
             section: Section::Header,
             dbs: Vec::new(),
             index: HashMap::new(),
+            creates: Vec::new(),
             build_db: None,
             objects_db: None,
             delimiter: ";".into(),
@@ -518,6 +523,10 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
         if upper.starts_with("USE ") {
             self.build_db = Some(i);
         }
+        if upper.starts_with("CREATE DATABASE") {
+            let statement = t.trim_end_matches(';').trim_end().to_string();
+            self.creates.push((self.dbs[i].clone(), statement));
+        }
         self.emit(Dest::Build, &out)
     }
 
@@ -644,6 +653,7 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
         Ok(Split {
             outputs: out,
             databases: self.dbs,
+            creates: self.creates,
             patches,
             tail,
             plan: self.plan.map(PlanBuilder::finish),
@@ -996,6 +1006,13 @@ SET GLOBAL gtid_slave_pos='0-1-19';
     fn tables_are_built_under_shadow_names_and_objects_follow_under_live_ones() {
         let (build, objects, split) = split(DUMP.as_bytes(), DUMP.len()).unwrap();
         assert_eq!(split.databases, ["a-b", "a_b"]);
+        assert_eq!(
+            split.creates[1],
+            (
+                "a_b".to_string(),
+                "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `a_b` /*!40100 DEFAULT CHARACTER SET utf8mb4 */".to_string()
+            )
+        );
         // build.sql: the shadow databases and their tables, nothing else.
         for want in [
             "-- Current Database: `#dbjobs7_0`\n",
