@@ -216,14 +216,21 @@ fn broken_transfers_leave_the_target_untouched() {
     assert_eq!(checksums(&dst), data_before);
     assert_staging_empty(backup.path());
 
-    // 3. A complete stream whose SQL fails: the client's error, at the dump's line, is the
-    //    job's result.
+    // 3. A complete stream that is not a dump of databases (no `-- Current Database:`
+    //    section): it cannot be built aside, so it is refused before anything is applied.
     let bad = gzip(b"-- a dump\nSELECT 1;\nSELEC broken;\nSELECT 2;\n");
     let (row, out) = run_inbound(&d, &dst, "reseedmysqldump", &bad, WAIT);
     assert!(!out.status.success());
     let result = row.result.unwrap_or_default();
-    assert!(result.contains("ERROR 1064 (42000) at line 4"), "{result}");
-    assert!(result.contains("(line 3 of the dump)"), "{result}");
+    assert!(result.starts_with("failed, server untouched: "), "{result}");
+    assert!(
+        result.contains("no `-- Current Database:` marker"),
+        "{result}"
+    );
+    assert!(
+        result.contains("--databases or --all-databases"),
+        "{result}"
+    );
     assert_eq!(checksums(&dst), data_before);
     assert_staging_empty(backup.path());
 }
@@ -401,11 +408,13 @@ fn a_bad_statement_in_a_table_section_fails_with_its_dump_line() {
     let bad_line = unlock + 2; // 1-based
     let bad = gzip(&lines.concat());
     let gtid_before = dst.query_value("SELECT @@gtid_slave_pos");
+    let data_before = checksums(&dst);
 
     let (row, out) = run_inbound(&d, &dst, "reseedmysqldump", &bad, WAIT);
     let log = stderr(&out);
     assert!(!out.status.success(), "{log}");
     assert!(log.contains("applying the dump in 3 sessions"), "{log}");
+    assert_eq!(checksums(&dst), data_before);
     assert_eq!(row.done, 1);
     let result = row.result.unwrap_or_default();
     assert!(result.starts_with("failed, "), "{result}");
@@ -414,11 +423,19 @@ fn a_bad_statement_in_a_table_section_fails_with_its_dump_line() {
         result.contains(&format!("(line {bad_line} of the dump)")),
         "{result}"
     );
+    // Built aside: the error rolled the shadows back, the live data was never touched.
+    assert!(result.starts_with("failed, server untouched: "), "{result}");
     assert!(
-        result.starts_with("failed, server left partial: "),
+        result.contains("rolled back, live data untouched"),
         "{result}"
     );
-    // The final phase never ran: no position was set, no view created.
+    assert_eq!(
+        dst.query_value(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '#dbjobs%'"
+        ),
+        Some("0".to_string())
+    );
+    // The objects never ran: no position was set, no view created.
     assert_eq!(dst.query_value("SELECT @@gtid_slave_pos"), gtid_before);
     assert_eq!(
         dst.query_value("SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='crm'"),
