@@ -136,7 +136,6 @@ fn setup() -> (tempfile::TempDir, tempfile::TempDir) {
 /// Online physical reseed (a) into an empty node, legacy layout; (b) into the same node
 /// after it diverged, replicating from the source, state layout.
 #[test]
-#[ignore = "until restore10a's shadow build lands: online mode on main refuses the fixture's subpartitioned table (fx_main.subparts); the test passes without that table"]
 fn online_reseed_restores_every_object() {
     let src = source();
     let (backup, gtid) = xbstream_backup(&src);

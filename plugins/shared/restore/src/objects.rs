@@ -38,6 +38,7 @@ fn create_all(host: &Host<'_>, catalog: &Catalog) -> Result<(), JobError> {
     for t in &catalog.triggers {
         create_object(host, t, "trigger", &t.create)?;
     }
+    crate::fault::point(host, crate::fault::OBJECTS_HALF_CREATED);
     for r in &catalog.routines {
         create_object(host, r, "routine", &r.create)?;
     }
