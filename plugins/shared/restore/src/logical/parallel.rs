@@ -156,19 +156,23 @@ fn run_phase(
             .collect();
         drop(tx);
         loop {
-            match rx.recv_timeout(Duration::from_secs(1)) {
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            let ended = matches!(
+                rx.recv_timeout(Duration::from_secs(1)),
+                Err(mpsc::RecvTimeoutError::Disconnected)
+            );
+            let fed = s.fed.load(Ordering::SeqCst);
+            // Tests only: the sessions may be done by the time this thread looks again.
+            if let Some(point) = s.half_point.filter(|_| fed >= s.total / 2 && !s.stopped()) {
+                crate::fault::point(host, point);
+            }
+            if ended {
+                break;
             }
             host.progress(&format!(
                 "applying the dump: {} of {} ({workers} sessions)",
-                human_bytes(s.fed.load(Ordering::SeqCst)),
+                human_bytes(fed),
                 human_bytes(s.total)
             ));
-            let fed = s.fed.load(Ordering::SeqCst);
-            if let Some(point) = s.half_point.filter(|_| fed >= s.total / 2) {
-                crate::fault::point(host, point);
-            }
             if !cancelled && host.cancelled() {
                 cancelled = true;
                 s.stop.store(true, Ordering::SeqCst);
