@@ -121,6 +121,12 @@ fn settle_journal(
         JournalPhase::Switched | JournalPhase::ObjectsCreated => true,
         JournalPhase::FullReplacing => return put_back_datadir(host, record),
     };
+    let ended = shadow::end_sessions_in(host, &record.set)?;
+    if ended > 0 {
+        host.info(&format!(
+            "killed {ended} session(s) of the dead run still working in its aside databases"
+        ));
+    }
     if !switched {
         shadow::roll_back(host, record)?;
         return Ok((

@@ -382,6 +382,36 @@ fn drop_aside(host: &Host<'_>, set: &ShadowSet) -> Result<(), JobError> {
     Ok(())
 }
 
+/// Kill the sessions still working in the shadow or old databases of `set`: the client
+/// sessions of a run that was killed go on with what was in their pipe, and one of them
+/// could create a shadow database again after the recovery dropped it. Only sessions whose
+/// current database is one of these names are killed; errors are ignored (a session may
+/// end on its own meanwhile).
+pub fn end_sessions_in(host: &Host<'_>, set: &ShadowSet) -> Result<usize, JobError> {
+    let names: Vec<&str> = set
+        .swaps
+        .iter()
+        .flat_map(|s| [s.shadow.as_str(), s.old.as_str()])
+        .collect();
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let marks = vec!["?"; names.len()].join(",");
+    let sql = format!(
+        "SELECT id FROM information_schema.processlist WHERE id <> CONNECTION_ID() AND db IN ({marks})"
+    );
+    let ids: Vec<String> = host
+        .query(&sql, &names)?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .filter(|id| id.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    for id in &ids {
+        let _ = host.query(&format!("KILL CONNECTION {id}"), &[]);
+    }
+    Ok(ids.len())
+}
+
 /// Undo a restore that did not switch, as its journal says: the live triggers put back if
 /// the run died between dropping them and the `RENAME`, the shadow and old databases
 /// dropped, the live databases it created dropped again (when still empty), the replication

@@ -46,7 +46,14 @@ impl Client<'_> {
     /// Start one client session reading statements from its stdin.
     pub fn spawn(&self) -> Result<RunningTool, JobError> {
         ToolCommand::new(self.program, Some(&self.option_file))
-            .args(["--batch", "--binary-mode", "--max-allowed-packet=1G"])
+            // --skip-reconnect: a session killed under it (a recovery ending the sessions
+            // of a dead run) stops instead of going on in a new connection.
+            .args([
+                "--batch",
+                "--binary-mode",
+                "--skip-reconnect",
+                "--max-allowed-packet=1G",
+            ])
             .piped_stdin()
             .spawn(|_| {})
     }
