@@ -1,12 +1,13 @@
 //! End to end: a logical reseed killed (`kill -9` of `dbjobs run`) at each phase boundary,
-//! then the next `dbjobs run`; and a dump with an SQL error in the middle. At no point may
-//! a database of the target be half old and half new.
+//! then the next `dbjobs run`; a dump with an SQL error in the middle of its tables, and one
+//! with an SQL error in its objects. At no point may a database of the target be half old
+//! and half new.
 //!
 //! The source holds the schema fixture ([`dbjobs_tests::schema_fixture`]); the target holds
 //! the same fixture, diverged ([`schema_fixture::diverge`]: rows changed, a view and an
 //! event dropped, a database only the node has), so that its old content and the backup's
 //! differ everywhere. Each cell pauses the run at a fault point
-//! (`DBJOBS_FAULT_PAUSE_AT`, [`dbjobs_restore`'s `fault` module]), checks that the live
+//! (`DBJOBS_FAULT_PAUSE_AT`, the restore engine's `fault` module), checks that the live
 //! databases still hold their old content while it is paused before the switch, kills it,
 //! and runs `dbjobs run` again, whose start-up recovery finishes or rolls back the restore.
 //! Each cell asserts: every table of the fixture's databases is entirely the old content
@@ -300,4 +301,56 @@ fn an_sql_error_in_the_middle_of_a_dump_leaves_the_target_untouched() {
     // The fixture's other database, after the bad line in the dump, was not touched either.
     let café = dst.query_value(&format!("SELECT COUNT(*) FROM `{OTHER}`.`café`"));
     assert_eq!(café, Some("2".into()));
+}
+
+/// A dump whose objects fail after the switch (an SQL error after a trigger): the job fails
+/// with the server partial, its result names the line of objects.sql; the tables are the
+/// backup's and the old ones are dropped (no rollback brings them back after the switch),
+/// nothing is left aside.
+#[test]
+fn an_sql_error_in_the_objects_leaves_the_backup_tables_and_nothing_aside() {
+    let src = source();
+    let want = Snapshot::of(&src);
+    let dst = target();
+    let t = Target::new(&dst, &[]);
+    let dump = sql_dump(&src, &["--dump-history", "--databases", MAIN, OTHER]);
+    let mut lines: Vec<&[u8]> = dump.split_inclusive(|b| *b == b'\n').collect();
+    // Right after the trigger part of fx_main.orders: the next section starts there.
+    let orders = lines
+        .iter()
+        .position(|l| l.starts_with(b"-- Table structure for table `orders`"))
+        .expect("the section of fx_main.orders");
+    let next = orders
+        + 1
+        + lines[orders + 1..]
+            .iter()
+            .position(|l| l.starts_with(b"-- Table structure for table "))
+            .unwrap();
+    lines.insert(next - 1, b"SELEC broken;\n");
+    let (row, out) = dbjobs_tests::fixtures::run_inbound(
+        &t.d,
+        &dst,
+        "reseedmysqldump",
+        &gzip(&lines.concat()),
+        WAIT,
+    );
+    let log = dbjobs_tests::fixtures::stderr(&out);
+    let result = row.result.clone().unwrap_or_default();
+    assert!(
+        result.starts_with("failed, server left partial: "),
+        "{result}\n{log}"
+    );
+    assert!(
+        result.contains("after the switch (the tables are the backup's, the old ones were dropped): creating the objects"),
+        "{result}"
+    );
+    assert!(result.contains("of objects.sql)"), "{result}");
+    assert!(result.contains("ERROR 1064 (42000)"), "{result}");
+    let got = Snapshot::of(&dst);
+    assert_eq!(got.tables, want.tables, "the tables are the backup's");
+    assert_eq!(
+        got.sequences, want.sequences,
+        "the sequences are the backup's"
+    );
+    t.assert_nothing_left(row.id, &log);
 }

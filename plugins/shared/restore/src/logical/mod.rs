@@ -265,10 +265,16 @@ impl Logical {
         let position_before = replication::slave_pos(host)?;
         let journal = begin_journal(ctx, dump, &set, running)?;
         let built = self.build_and_switch(ctx, prepared, &set, &journal)?;
-        let applied = self.create_objects(ctx, dump, &set, &journal)?;
-        // The node is (or becomes) a replica: the dump's enabled events run on the master.
-        let events_disabled = objects::disable_events_created_since(host, &replay_started)?;
-        journal.enter(JournalPhase::ObjectsCreated)?;
+        let (applied, events_disabled) = self
+            .create_objects(ctx, dump, &set, &journal)
+            .and_then(|applied| {
+                // The node is (or becomes) a replica: the dump's enabled events run on the
+                // master.
+                let disabled = objects::disable_events_created_since(host, &replay_started)?;
+                journal.enter(JournalPhase::ObjectsCreated)?;
+                Ok((applied, disabled))
+            })
+            .map_err(|e| give_up_old_tables(ctx, &set, &journal, e))?;
         // A multi-source node keeps its place in the domains the dump does not set.
         replication::keep_other_domains(host, &position_before)?;
         Ok(Restored {
@@ -364,7 +370,29 @@ impl Logical {
             half_point: Some(fault::OBJECTS_HALF_CREATED),
         };
         apply::one_session(host, &self.client(ctx)?, &replay)
-            .map_err(|e| e.context("creating the objects after the switch"))
+            .map_err(|e| e.context("creating the objects"))
+    }
+}
+
+/// The objects failed after the switch (error `e`): the tables are the backup's and no
+/// rollback brings the old ones back, so they are dropped with the shadows' leftovers and
+/// the journal ends, rather than left in databases nobody looks at. The node is partial:
+/// `e` says which objects failed.
+fn give_up_old_tables(
+    ctx: &Context<'_, '_>,
+    set: &ShadowSet,
+    journal: &Journal,
+    e: JobError,
+) -> JobError {
+    match shadow::finish(ctx.host, set) {
+        Ok(()) => {
+            journal.done();
+            e.context("after the switch (the tables are the backup's, the old ones were dropped)")
+        }
+        Err(f) => e.context(format!(
+            "after the switch (the tables are the backup's; dropping the old ones failed too: {})",
+            f.message
+        )),
     }
 }
 
