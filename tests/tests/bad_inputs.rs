@@ -5,8 +5,10 @@
 //! Every damaged or cut stream must be refused before anything touches the server: the job
 //! fails with a result that names the problem, and the target's data is what it was (the
 //! rows of every table, compared by sorted-row hashes, and its views, triggers, routines and
-//! events). A dump of two gzip members is applied whole, and the dumps crafted to blow up the
-//! dump plan are applied in one session, with the plan's reason in the log.
+//! events). A dump of several gzip members is received and applied whole; of the dumps
+//! crafted to blow up the dump plan, the one without a database section is refused (a
+//! logical restore builds every database aside, which needs the dump's sections) and the
+//! other applied in one session, with the plan's reason in the log.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
@@ -178,17 +180,26 @@ fn every_gzip_member_of_a_dump_is_applied() {
     let node = reseed_node();
     // The file fuzzing found: `SELECT 1;` in one member, `SELECT 2;` in the next: both are
     // received (60 bytes), where main staged the first only and took the second for padding.
+    // It is no dump of databases (no `-- Current Database:` section), so it cannot be built
+    // aside: refused after the receive, untouched.
     let (row, log) = node.reseed("reseedmysqldump", &bad_input("gzip/two_members.sql.gz"));
-    assert!(row.succeeded(), "{row:?}\n{log}");
+    assert!(!row.succeeded(), "{row:?}\n{log}");
+    assert!(log.contains(": received 60 B from "), "{log}");
+    assert!(
+        log.contains("(20 B of SQL, 0 stale bytes after the gzip data)"),
+        "{log}"
+    );
     let result = row.result_text();
-    assert!(result.contains(": 60 B received from "), "{result}");
-    assert!(!result.contains("stale bytes"), "{result}");
+    assert!(
+        result.contains("no `-- Current Database:` marker"),
+        "{result}"
+    );
 
-    // Members that change data: every row of each arrives, and stale padding after the last
-    // member is still accepted.
-    let mut dump = gzip(b"CREATE DATABASE members;\nCREATE TABLE members.t (id INT PRIMARY KEY);\nINSERT INTO members.t VALUES (1);\n");
-    dump.extend(gzip(b"INSERT INTO members.t VALUES (2);\n"));
-    dump.extend(gzip(b"INSERT INTO members.t VALUES (3);\n"));
+    // Members that change data, a dump cut in three anywhere: every row of each arrives,
+    // and stale padding after the last member is still accepted.
+    let mut dump = gzip(b"-- Current Database: `members`\nCREATE DATABASE `members`;\nUSE `members`;\n-- Table structure for table `t`\nCREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO t VALUES (1);\nINSERT INTO t");
+    dump.extend(gzip(b" VALUES (2);\n"));
+    dump.extend(gzip(b"INSERT INTO t VALUES (3);\n"));
     dump.extend((0..9000u32).map(|i| (i * 7 % 251) as u8));
     let (row, log) = node.reseed("reseedmysqldump", &dump);
     assert!(row.succeeded(), "{row:?}\n{log}");
@@ -220,35 +231,35 @@ fn every_gzip_member_of_a_dump_is_applied() {
 }
 
 #[test]
-fn dumps_crafted_against_the_plan_are_applied_in_one_session() {
+fn dumps_crafted_against_the_plan_are_refused_or_applied_in_one_session() {
     let node = reseed_node();
     let before = data_state(&node.server);
-    let one_session = |log: &str| {
-        log.contains("applying the dump in one session")
-            && log.contains("planning it would take more than 32 MiB of memory")
-    };
-    // 48 MiB of header comment lines: too big a plan, so one session, with nothing in it to
-    // run.
-    let (_, log) = node.reseed(
+    // 48 MiB of header comment lines: no database section, so nothing to build aside:
+    // refused, untouched.
+    node.assert_refused(
         "reseedmysqldump",
+        "plan_mem_header_lines",
         &bad_input("gzip/plan_mem_header_lines.sql.gz"),
+        "no `-- Current Database:` marker",
     );
-    assert!(one_session(&log), "{log}");
-    assert_eq!(data_state(&node.server), before);
     assert_staging_empty(node.staging.path());
 
-    // 64 MiB of table markers: one session too, whose first statement (the `x` lines between
-    // the markers) the server refuses. Last, as the failed apply marks the node partial.
+    // 64 MiB of table markers in one database: too big a plan, so one session, whose first
+    // statement (the `x` lines between the markers) the server refuses: in the shadow
+    // database, which is dropped again, so the server is untouched.
     let (row, log) = node.reseed(
         "reseedmysqldump",
         &bad_input("gzip/plan_mem_sections.sql.gz"),
     );
-    assert!(one_session(&log), "{log}");
-    assert!(!row.succeeded(), "{row:?}");
+    assert!(log.contains("applying the dump in one session"), "{log}");
     assert!(
-        row.result_text().contains("the dump failed to apply"),
-        "{row:?}"
+        log.contains("planning it would take more than 32 MiB of memory"),
+        "{log}"
     );
+    assert!(!row.succeeded(), "{row:?}");
+    let result = row.result_text();
+    assert!(result.contains("the dump failed to apply"), "{row:?}");
+    assert!(result.starts_with("failed, server untouched: "), "{row:?}");
     assert_eq!(data_state(&node.server), before);
     assert_staging_empty(node.staging.path());
 }

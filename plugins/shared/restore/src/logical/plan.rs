@@ -599,7 +599,7 @@ impl PlanBuilder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A shortened `mariadb-dump --gtid --master-data --routines --events --triggers
@@ -1072,7 +1072,7 @@ CREATE TABLE `p` (`id` int);
 
     /// The heap the current thread holds: a global allocator that counts, per thread, what
     /// is allocated and freed, and the peak since [`heap::peak_of`] started.
-    mod heap {
+    pub(crate) mod heap {
         use std::alloc::{GlobalAlloc, Layout, System};
         use std::cell::Cell;
 

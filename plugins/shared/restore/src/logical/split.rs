@@ -7,10 +7,12 @@
 //! the live names, from the backup's definitions). [`Splitter`] reads the decompressed dump
 //! line by line, as it streams by, and writes:
 //!
-//! * **`build.sql`**: the header's session settings, each user database's statements
-//!   (`-- Current Database:`, `DROP`/`CREATE DATABASE`, `USE`) and its table and sequence
-//!   sections up to their triggers, with every database name rewritten to its shadow name
-//!   (the `k`-th database of the dump gets `shadow(k)`), `REFERENCES `db`.`t`` of a
+//! * **`build.sql`**: the header's session settings, each user database's marker and `USE`
+//!   and its table and sequence sections up to their triggers, with every database name
+//!   rewritten to its shadow name (the `k`-th database of the dump gets `shadow(k)`); its
+//!   `DROP`/`CREATE DATABASE` are left out, the restore creates the shadow (and old, and
+//!   missing live) databases before the build with the options of the dump's
+//!   `CREATE DATABASE` ([`Split::creates`]); `REFERENCES `db`.`t`` of a
 //!   `CREATE TABLE` included. `LOCK TABLES`, `INSERT` and `SETVAL` are unqualified in
 //!   `mariadb-dump` output, so they follow the `USE`. The plan of a parallel apply is built
 //!   from exactly these bytes, so its spans index `build.sql`.
@@ -62,6 +64,11 @@ pub const OBJECTS_PART_FILE: &str = "objects.part";
 /// The most bytes of a line that is not data held in memory: more than any `CREATE TABLE`
 /// line can be (a `REFERENCES` in it must be read to be rewritten). Longer lines stream on.
 const LINE_MAX: usize = 1 << 20;
+/// The most bytes a split may record (database names, their `CREATE DATABASE`, forward
+/// references, the line map of `build.sql`), counted as it records them: far more than a
+/// real dump needs (about 100 bytes per database), so that a crafted one (millions of
+/// database markers) is refused in bounded memory rather than split.
+pub const SPLIT_BUDGET: usize = 32 << 20;
 /// The most bytes the position statements and the trailer may take (a few hundred in a
 /// real dump): more is not a dump this module recognises.
 const TAIL_MAX: usize = 1 << 20;
@@ -184,6 +191,10 @@ pub struct Splitter<B: Write, O: Write, P: Write> {
     position_lines: Vec<u8>,
     tail: Vec<u8>,
     skipped_lines: u64,
+    /// Bytes recorded so far, against [`SPLIT_BUDGET`].
+    recorded: usize,
+    /// The dump line of the last line of `build.sql`.
+    last_build_dump_line: u64,
     refused: Option<String>,
     /// The line being gathered, until it ends or turns out too long to hold.
     line: Vec<u8>,
@@ -224,6 +235,8 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
             position_lines: Vec::new(),
             tail: Vec::new(),
             skipped_lines: 0,
+            recorded: 0,
+            last_build_dump_line: 0,
             refused: None,
             line: Vec::new(),
             streaming: None,
@@ -233,6 +246,19 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
     /// The dump is not one this module can split, for `why` (the first reason is kept).
     fn refuse(&mut self, why: String) {
         self.refused.get_or_insert(why);
+    }
+
+    /// Count `bytes` more recorded; past [`SPLIT_BUDGET`], the dump is refused.
+    fn record(&mut self, bytes: usize) {
+        self.recorded += bytes;
+        if self.recorded > SPLIT_BUDGET {
+            self.refuse(format!(
+                "splitting it would take more than {} MiB of memory ({} databases by line {})",
+                SPLIT_BUDGET >> 20,
+                self.dbs.len(),
+                self.dump_line
+            ));
+        }
     }
 
     /// Take the next piece of a line (`ends`: with its newline).
@@ -309,11 +335,11 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
     /// `MARKER_MAX` bytes, and at all of it to rewrite a `CREATE TABLE` line.
     fn whole(&mut self, line: &[u8]) -> io::Result<()> {
         self.dump_line += 1;
+        // Rows and INSERTs are never markers: their text is not looked at.
         let data = matches!(line.first(), Some(b'(' | b'I'));
-        let head = &line[..line.len().min(MARKER_MAX)];
-        let text = String::from_utf8_lossy(head).trim().to_string();
-        if line.len() <= MARKER_MAX && line.first() != Some(&b'(') {
-            self.section_change(&text);
+        let text = (!data).then(|| head_text(line));
+        if let Some(t) = text.as_deref().filter(|_| line.len() <= MARKER_MAX) {
+            self.section_change(t);
         }
         if self.refused.is_some() {
             return Ok(());
@@ -325,6 +351,7 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
         if data && !self.in_create {
             return self.emit(self.data_dest(), line);
         }
+        let text = text.unwrap_or_else(|| head_text(line));
         self.route(line, &text)
     }
 
@@ -451,6 +478,7 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
             Section::Objects(i)
         } else {
             let i = self.dbs.len();
+            self.record(2 * name.len() + 96);
             self.dbs.push(name.to_string());
             self.index.insert(name.to_string(), i);
             Section::Database(i)
@@ -525,7 +553,13 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
         }
         if upper.starts_with("CREATE DATABASE") {
             let statement = t.trim_end_matches(';').trim_end().to_string();
+            self.record(statement.len() + 48);
             self.creates.push((self.dbs[i].clone(), statement));
+        }
+        if upper.contains("DROP DATABASE") || upper.starts_with("CREATE DATABASE") {
+            // The shadow is created before the build, with these options: dropping it here
+            // or creating it again (a CREATE without IF NOT EXISTS) would undo or fail that.
+            return Ok(());
         }
         self.emit(Dest::Build, &out)
     }
@@ -550,6 +584,7 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
                 out.extend_from_slice(quote_ident(&(self.shadow)(k)).as_bytes());
             } else {
                 let width = quoted.max(self.shadow_width);
+                self.record(name.len() + 48);
                 self.forward
                     .push((self.build_at + out.len() as u64, name, width));
                 out.extend_from_slice(&rest[..quoted]);
@@ -598,6 +633,10 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
         }
         if !self.build_open {
             self.build_line += 1;
+            if self.dump_line != self.last_build_dump_line + 1 {
+                self.record(16); // a new run in the line map
+            }
+            self.last_build_dump_line = self.dump_line;
             self.build_lines.note(self.build_line, self.dump_line);
         }
         self.build_open = bytes.last() != Some(&b'\n');
@@ -684,6 +723,12 @@ impl<B: Write, O: Write, P: Write> Write for Splitter<B, O, P> {
         self.out.objects.flush()?;
         self.out.part.flush()
     }
+}
+
+/// The first `MARKER_MAX` bytes of `line` as text, trimmed.
+fn head_text(line: &[u8]) -> String {
+    let head = &line[..line.len().min(MARKER_MAX)];
+    String::from_utf8_lossy(head).trim().to_string()
 }
 
 /// Append `bytes` to `buf`, refusing the dump once it holds more than [`TAIL_MAX`].
@@ -1016,8 +1061,6 @@ SET GLOBAL gtid_slave_pos='0-1-19';
         // build.sql: the shadow databases and their tables, nothing else.
         for want in [
             "-- Current Database: `#dbjobs7_0`\n",
-            "/*!40000 DROP DATABASE IF EXISTS `#dbjobs7_0`*/;\n",
-            "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `#dbjobs7_0` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;\n",
             "USE `#dbjobs7_0`;\n",
             "USE `#dbjobs7_1`;\n",
             "INSERT INTO `café` VALUES\n(1),\n(2);\n",
@@ -1118,10 +1161,7 @@ SET GLOBAL gtid_slave_pos='0-1-19';
                 .collect()
         };
         let first = text(&plan.first);
-        assert!(
-            first.contains("CREATE DATABASE /*!32312 IF NOT EXISTS*/ `#dbjobs7_1`"),
-            "{first}"
-        );
+        assert!(first.contains("USE `#dbjobs7_1`;"), "{first}");
         assert!(first.contains("CREATE SEQUENCE `seq`"), "{first}");
         for u in &plan.units {
             let t = text(&u.spans);
@@ -1206,5 +1246,68 @@ SET GLOBAL gtid_slave_pos='0-1-19';
         let t = "/*!50003 CREATE*/ /*!50003 TRIGGER d.tr AFTER INSERT";
         assert_eq!(trigger_name(t).as_deref(), Some("d.tr"));
         assert_eq!(trigger_name("CREATE PROCEDURE p()"), None);
+    }
+}
+
+#[cfg(test)]
+mod bounded {
+    use super::*;
+    use crate::logical::plan::tests::heap;
+
+    /// A file of `tests/bad-inputs/gzip/`, decompressed.
+    fn bad_input(name: &str) -> Vec<u8> {
+        use std::io::Read;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../tests/bad-inputs/gzip/"
+        );
+        let gz = std::fs::read(format!("{path}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut sql = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut sql)
+            .unwrap();
+        sql
+    }
+
+    /// Split `dump` into sinks in 1 MiB pieces, as the receive does: the plan of the split
+    /// or its refusal, and the heap peak of it all.
+    fn split_and_peak(dump: &[u8]) -> (Result<Result<DumpPlan, String>, String>, usize) {
+        heap::peak_of(|| {
+            let out = Outputs {
+                build: io::sink(),
+                objects: io::sink(),
+                part: io::sink(),
+            };
+            let mut s = Splitter::new(out, |k| format!("#dbjobs1_new{k}"), true);
+            for chunk in dump.chunks(1 << 20) {
+                s.write_all(chunk).unwrap();
+            }
+            s.finish()
+                .map(|split| split.plan.expect("a plan was asked for"))
+        })
+    }
+
+    #[test]
+    fn crafted_dumps_are_split_or_refused_in_bounded_memory() {
+        // 48 MiB of header comment lines: no database, refused.
+        let (split, peak) = split_and_peak(&bad_input("plan_mem_header_lines.sql.gz"));
+        let why = split.expect_err("refused");
+        assert!(why.contains("no `-- Current Database:` marker"), "{why}");
+        assert!(peak < 4 * SPLIT_BUDGET, "{peak} bytes of heap");
+        // 64 MiB of table markers in one database: split (the server refuses the `x` lines
+        // of build.sql, in the shadow database), the plan over its budget.
+        let (split, peak) = split_and_peak(&bad_input("plan_mem_sections.sql.gz"));
+        let plan = split.expect("split");
+        assert!(plan.unwrap_err().contains("more than 32 MiB of memory"));
+        assert!(peak < 4 * SPLIT_BUDGET, "{peak} bytes of heap");
+        // Hundreds of thousands of databases: past the budget, refused.
+        let mut dump = Vec::new();
+        for i in 0..400_000u32 {
+            writeln!(dump, "-- Current Database: `d{i}`\nUSE `d{i}`;").unwrap();
+        }
+        let (split, peak) = split_and_peak(&dump);
+        let why = split.expect_err("refused");
+        assert!(why.contains("more than 32 MiB of memory"), "{why}");
+        assert!(peak < 4 * SPLIT_BUDGET, "{peak} bytes of heap");
     }
 }

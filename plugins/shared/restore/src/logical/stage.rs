@@ -90,7 +90,20 @@ pub fn receive_dump(
         ))
     })?;
     let got = staged.received;
+    let took = started.elapsed();
+    ctx.host.info(&format!(
+        "received {} from {peer} ({} of SQL, {} stale bytes after the gzip data) in {} s",
+        human_bytes(got.compressed),
+        human_bytes(got.sql_bytes),
+        got.padding,
+        took.as_secs(),
+    ));
     let split = staged.out.finish().map_err(refused)?;
+    ctx.host.info(&format!(
+        "split: {} database(s) to build aside ({} of build.sql)",
+        split.databases.len(),
+        human_bytes(split.build_bytes),
+    ));
     let (build, objects) = (dir.join(BUILD_FILE), dir.join(OBJECTS_FILE));
     let Outputs {
         build: build_file,
@@ -102,16 +115,6 @@ pub fn receive_dump(
     let mut objects_file = into_file(objects_file).map_err(|e| write_failed(&objects, e))?;
     compose(&mut objects_file, &dir.join(OBJECTS_PART_FILE), &split.tail)
         .map_err(|e| write_failed(&objects, e))?;
-    let took = started.elapsed();
-    ctx.host.info(&format!(
-        "received {} from {peer} ({} of SQL, {} stale bytes after the gzip data) in {} s: {} database(s) to build aside ({} of build.sql)",
-        human_bytes(got.compressed),
-        human_bytes(got.sql_bytes),
-        got.padding,
-        took.as_secs(),
-        split.databases.len(),
-        human_bytes(split.build_bytes),
-    ));
     Ok(StagedDump {
         build,
         build_bytes: split.build_bytes,
