@@ -22,7 +22,7 @@
 //!    `objects.sql` is replayed in one session and the events it created are disabled on
 //!    the slave. Any failure before the switch drops the shadows: the server is untouched.
 //!    A run killed at any point is finished or rolled back by the next start
-//!    ([`crate::recover`]).
+//!    ([`crate::recover`](mod@crate::recover)).
 //! 4. **Finish**: the old tables (and the shadows' leftovers) are dropped, the journal ends.
 //! 5. **Replicate**: the replica is started again, unless replication-manager applies the
 //!    position itself (the payload variant, API mode), which gets the position as payload.
