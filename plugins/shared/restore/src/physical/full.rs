@@ -11,7 +11,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use dbjobs_kit::service::ServiceControl;
+use dbjobs_kit::service::{wait_until_answers, ServiceControl, ServiceSettings};
 use dbjobs_kit::sql::quote_ident;
 use dbjobs_kit::tool::ToolCommand;
 use dbjobs_sdk::{Host, JobError, ServerState};
@@ -111,10 +111,11 @@ fn begin_journal(ctx: &Context<'_, '_>, dirs: &Datadirs) -> Result<Journal, JobE
 }
 
 /// A full restore whose run died while the datadir was being replaced (its journal's
-/// `full`): stop the service, put the old datadir back, start the service on it.
+/// `full`): the service stopped if the server answers (it may run on the backup's
+/// datadir), the old datadir put back, the service started on it and waited for.
 pub fn put_back_after_crash(
     host: &Host<'_>,
-    settings: &dbjobs_kit::service::ServiceSettings,
+    settings: &ServiceSettings,
     moved: &FullMove,
     job_id: u64,
 ) -> Result<String, JobError> {
@@ -122,8 +123,15 @@ pub fn put_back_after_crash(
     if !dirs.old.exists() {
         return Ok("the old datadir was not moved aside, nothing to put back".into());
     }
-    let service = ServiceControl::new(host, settings)?;
-    service.with_server_stopped(|| dirs.put_back(), |()| Ok(()), || Ok(()))?;
+    if host.query_value("SELECT 1", &[]).is_ok() {
+        host.info("the server runs on the datadir of the dead restore: stopping it");
+        settings.stop()?.run()?;
+    }
+    dirs.put_back()?;
+    let start = settings.start()?;
+    host.info(&format!("starting the service on the old datadir: {start}"));
+    start.run()?;
+    wait_until_answers(host, settings.wait())?;
     Ok(format!(
         "the old datadir was put back in {} and the server started on it",
         dirs.live.display()
