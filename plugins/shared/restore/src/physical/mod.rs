@@ -10,9 +10,13 @@
 //!    read-only `mariadbd` on the prepared backup, every database, table definition, row
 //!    count, view, trigger, routine and event.
 //! 3. **Restore**, by setting `restore_mode`: [`online`] (default; the live server keeps
-//!    running, tables are recreated and their files imported) or [`full`] (the service is
-//!    stopped and the datadir replaced, the old one put back on failure).
-//! 4. **Verify** ([`verify`]): every restored table opens and has the backup's row count.
+//!    running and serving its old data while the backup is built in shadow databases, its
+//!    tables created and their files imported ([`tables`]), then one `RENAME TABLE` switches)
+//!    or [`full`] (the service is stopped and the datadir replaced, the old one put back on
+//!    failure). Both are journaled, so a run killed in the middle is finished or rolled back
+//!    by the next start ([`crate::recover`]).
+//! 4. **Verify** ([`verify`]): every restored table opens and has the backup's row count;
+//!    then online mode drops the old tables it kept for a rollback.
 //! 5. **Replicate**: running replication connections are stopped before the restore
 //!    changes anything; afterwards `gtid_slave_pos` and `START SLAVE` on every configured
 //!    connection (legacy and state variants), or the position as payload for
