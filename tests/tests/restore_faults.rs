@@ -299,3 +299,60 @@ fn a_switch_that_cannot_lock_the_live_tables_leaves_the_node_untouched() {
     );
     assert_eq!(aside, Some("0".into()));
 }
+
+/// Run one reseed of the cell's backup with `settings` that must fail before the first
+/// change: the row failed with `server untouched` and a result containing `says`, the node
+/// as it was.
+fn assert_refused_before_touching(c: &Cell, settings: &[(&str, &str)], says: &str) {
+    let d = c.dbjobs(settings);
+    let (row, out) =
+        dbjobs_tests::fixtures::run_inbound(&d, &c.dst, "reseedmariabackup", &c.backup, WAIT);
+    let result = row.result_text();
+    assert!(!row.succeeded(), "{row:?}");
+    assert!(
+        result.contains("server untouched"),
+        "{result}\n{}",
+        stderr(&out)
+    );
+    assert!(result.contains(says), "{result}");
+    assert!(
+        !stderr(&out).contains("first change to the live server"),
+        "{}",
+        stderr(&out)
+    );
+    Snapshot::of(&c.dst).assert_equals(&c.old, says);
+}
+
+/// A backup tool of another version than the server is refused before anything changes.
+#[test]
+fn a_backup_tool_of_another_version_is_refused_before_touching() {
+    let c = Cell::new();
+    let dir = tempfile::tempdir().unwrap();
+    let tool = dir.path().join("mariadb-backup");
+    std::fs::write(
+        &tool,
+        "#!/bin/sh\necho \"mariadb-backup based on MariaDB server 10.6.21-MariaDB Linux (x86_64)\" >&2\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_refused_before_touching(
+        &c,
+        &[("backup_tool", tool.to_str().unwrap())],
+        "is version 10.6, the server 10.11",
+    );
+}
+
+/// A foreign key from a database the backup does not have into one it replaces would
+/// follow the old table at the switch: refused before anything changes.
+#[test]
+fn a_foreign_key_from_outside_is_refused_before_touching() {
+    let c = Cell::new();
+    c.dst.exec(&format!(
+        "SET SESSION sql_log_bin=0; CREATE DATABASE outside; \
+         CREATE TABLE outside.ref (id INT PRIMARY KEY, c INT, \
+         FOREIGN KEY (c) REFERENCES {}.customers (id)) ENGINE=InnoDB",
+        schema_fixture::MAIN
+    ));
+    assert_refused_before_touching(&c, &[], "`ref` has a foreign key to `fx_main`.`customers`");
+}

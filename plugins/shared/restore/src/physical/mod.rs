@@ -41,9 +41,10 @@ pub mod temp_server;
 pub mod verify;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use dbjobs_kit::copy::human_bytes;
+use dbjobs_kit::disk;
 use dbjobs_kit::position::BinlogPosition;
 use dbjobs_kit::tool::find_tool;
 use dbjobs_sdk::{JobError, ServerState};
@@ -125,6 +126,7 @@ impl RestoreEngine for Physical {
 
     fn prepare(&self, ctx: &Context<'_, '_>, backup: Extracted) -> Result<Prepared, JobError> {
         ctx.host.progress("preparing the backup");
+        prepare::check_tool_version(&self.backup_tool, &ctx.facts)?;
         prepare::prepare(ctx.host, &self.backup_tool, &backup.dir)?;
         let position = BinlogPosition::from_backup_dir(&backup.dir)?;
         if position.is_none() {
@@ -138,6 +140,7 @@ impl RestoreEngine for Physical {
                 datadir.display()
             ))
         })?;
+        room_in_the_datadir(ctx, &backup.dir)?;
         ctx.host.progress("reading the backup's definitions");
         let catalog = self.read_catalog(ctx, &backup)?;
         Ok(Prepared {
@@ -249,6 +252,33 @@ impl RestoreEngine for Physical {
             .notes(restored.notes.iter().cloned());
         summary.text()
     }
+}
+
+/// Refuse, before the first change, a backup whose files would not fit in the datadir:
+/// staged on the datadir's file system (the default) they are moved, and take no more room;
+/// staged elsewhere (`backup_dir`) they are copied, and the datadir must hold them beside
+/// the live data (kept until the restore verified) plus `min_free_mb`.
+fn room_in_the_datadir(ctx: &Context<'_, '_>, backup: &Path) -> Result<(), JobError> {
+    let datadir = &ctx.facts.datadir;
+    let io = |e: std::io::Error| JobError::io(format!("cannot measure {}: {e}", backup.display()));
+    if disk::same_file_system(backup, datadir).map_err(io)? {
+        return Ok(());
+    }
+    let need = disk::tree_bytes(backup).map_err(io)?;
+    let floor = ctx.settings.restore.min_free_bytes();
+    let free = disk::free_bytes(datadir).map_err(io)?;
+    if free >= need.saturating_add(floor) {
+        return Ok(());
+    }
+    Err(JobError::no_space(format!(
+        "the backup needs {} in the datadir {} (staged on another file system, its files are copied) and {} must stay free, but only {} is",
+        human_bytes(need),
+        datadir.display(),
+        human_bytes(floor),
+        human_bytes(free)
+    ))
+    .with_hint("free space in the datadir, or stage on its file system (backup_dir empty)")
+    .with_state(ServerState::Untouched))
 }
 
 impl Physical {
