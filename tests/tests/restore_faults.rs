@@ -192,6 +192,20 @@ fn assert_no_temp_server(staging: &Path, context: &str) {
     }
 }
 
+/// Killed once the backup is received, before anything is prepared: the staging is
+/// removed, the node untouched.
+#[test]
+fn online_killed_once_received() {
+    let c = Cell::new();
+    let (row, log) = c.kill_at("received", &[]);
+    c.assert_recovered(Side::Old, &row, &log, "received");
+    assert!(
+        row.result_text().contains("removed its staging directory"),
+        "{row:?}"
+    );
+    assert!(row.result_text().contains("server untouched"), "{row:?}");
+}
+
 /// Before the first change: killed while the temporary server reads the backup. The
 /// orphaned server is stopped, the staging removed, the node untouched.
 #[test]
@@ -260,6 +274,26 @@ fn full_killed_with_the_datadir_moved() {
         "{row:?}"
     );
     assert!(row.result_text().contains("server rolled back"), "{row:?}");
+}
+
+/// Full mode, killed after the server started on the backup's datadir, before the old one
+/// was removed: the server is stopped, the old datadir put back, the server started again.
+#[test]
+fn full_killed_after_the_server_started_on_the_backup() {
+    let c = Cell::new();
+    let scripts = ServiceScripts::new(&c.dst);
+    let settings = [
+        ("restore_mode", "full"),
+        ("service_stop_command", scripts.stop.to_str().unwrap()),
+        ("service_start_command", scripts.start.to_str().unwrap()),
+        ("service_wait_timeout", "60"),
+    ];
+    let (row, log) = c.kill_at("full-server-started", &settings);
+    c.assert_recovered(Side::OldRestarted, &row, &log, "full, server started");
+    assert!(
+        row.result_text().contains("old datadir was put back"),
+        "{row:?}"
+    );
 }
 
 /// A live table locked by a user session: the switch cannot get its lock within

@@ -126,6 +126,7 @@ pub fn restore_with<E: RestoreEngine>(
     let connection = receive::accept(ctx.job, ctx.host, &ctx.settings.restore)?;
     let staged = engine.receive(ctx, connection)?;
     ctx.boundary(Phase::Receive);
+    crate::fault::point(ctx.host, crate::fault::RECEIVED);
     let prepared = engine.prepare(ctx, staged)?;
     ctx.boundary(Phase::Prepare);
     let mut restored = engine.restore(ctx, &prepared)?;

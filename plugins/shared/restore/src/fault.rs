@@ -12,6 +12,8 @@ use dbjobs_sdk::Host;
 /// The environment variable that names the point to pause at.
 pub const PAUSE_AT: &str = "DBJOBS_FAULT_PAUSE_AT";
 
+/// The backup is received and complete; nothing is prepared yet.
+pub const RECEIVED: &str = "received";
 /// The shadow databases are being built: half of the tables are in.
 pub const SHADOW_HALF_BUILT: &str = "shadow-half-built";
 /// Every shadow table is built; the switch is next.
@@ -22,8 +24,11 @@ pub const AFTER_SWITCH: &str = "after-switch";
 pub const OBJECTS_HALF_CREATED: &str = "objects-half-created";
 /// The temporary server reads the backup's definitions.
 pub const TEMP_SERVER_UP: &str = "temp-server-up";
-/// Full mode: the live datadir has been moved aside, the backup's is not yet in place.
+/// Full mode: the server is stopped, the live datadir moved aside and the backup's in
+/// its place.
 pub const FULL_DATADIR_MOVED: &str = "full-datadir-moved";
+/// Full mode: the server runs on the backup's datadir; the old one is not removed yet.
+pub const FULL_SERVER_STARTED: &str = "full-server-started";
 
 /// Pause forever here when `DBJOBS_FAULT_PAUSE_AT` is `name` (after logging
 /// `fault point NAME reached`, the line a test waits for); otherwise return at once.

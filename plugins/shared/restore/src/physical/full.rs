@@ -68,6 +68,7 @@ pub fn restore(ctx: &Context<'_, '_>, full: &FullRestore<'_>) -> Result<Catalog,
             replaced
         },
         |()| {
+            crate::fault::point(ctx.host, crate::fault::FULL_SERVER_STARTED);
             queue.put_back(ctx.host)?;
             objects = Some(settle_objects(ctx.host, full.catalog)?);
             Ok(())
