@@ -390,3 +390,45 @@ fn a_foreign_key_from_outside_is_refused_before_touching() {
     ));
     assert_refused_before_touching(&c, &[], "`ref` has a foreign key to `fx_main`.`customers`");
 }
+
+/// The server restarts while the shadow databases are half built (the job's session is
+/// replaced by a new one without the restore's session settings): the job either finishes
+/// with the backup in place or fails with the node untouched; never anything in between.
+#[test]
+fn a_server_restart_during_the_shadow_build_leaves_one_side_whole() {
+    let mut c = Cell::new();
+    let d = c
+        .dbjobs(&[])
+        .env("DBJOBS_FAULT_PAUSE_AT", "shadow-half-built")
+        .env("DBJOBS_FAULT_PAUSE_SECS", "6");
+    let port = free_port();
+    let id = submit_job(&d, "reseedmariabackup", port);
+    let mut child = d.spawn(&["run"]);
+    let lines = log_lines(child.stderr.take().expect("piped stderr"));
+    send_when_waiting(&c.dst, id, port, [127, 0, 0, 1].into(), &c.backup, WAIT).expect("send");
+    let seen = wait_for_line(&lines, "fault point shadow-half-built reached", WAIT);
+    assert!(
+        seen.is_ok(),
+        "never reached the point:\n{}",
+        seen.unwrap_err()
+    );
+    c.dst.restart();
+    let status = child.wait().expect("wait for dbjobs");
+    let log: Vec<String> = lines.try_iter().collect();
+    let row = wait_job_finished(&c.dst, id, WAIT);
+    let result = row.result_text().to_string();
+    let context = format!(
+        "restart during the build ({status}): {result}\n{}",
+        log.join("\n")
+    );
+    if row.succeeded() {
+        Snapshot::of(&c.dst).assert_equals(&c.want, &context);
+    } else {
+        assert!(result.contains("server untouched"), "{context}");
+        Snapshot::of(&c.dst).assert_equals(&c.old.clone().after_restart(), &context);
+    }
+    let aside = c.dst.query_value(
+        "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE '#dbjobs%'",
+    );
+    assert_eq!(aside, Some("0".into()), "{context}");
+}

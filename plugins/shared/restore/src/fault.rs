@@ -11,6 +11,10 @@ use dbjobs_sdk::Host;
 
 /// The environment variable that names the point to pause at.
 pub const PAUSE_AT: &str = "DBJOBS_FAULT_PAUSE_AT";
+/// With it, the pause lasts that many seconds and the restore goes on (a test does
+/// something to the server meanwhile, e.g. restarts it); without it, the pause lasts until
+/// the process is killed.
+pub const PAUSE_SECS: &str = "DBJOBS_FAULT_PAUSE_SECS";
 
 /// The backup is received and complete; nothing is prepared yet.
 pub const RECEIVED: &str = "received";
@@ -30,14 +34,20 @@ pub const FULL_DATADIR_MOVED: &str = "full-datadir-moved";
 /// Full mode: the server runs on the backup's datadir; the old one is not removed yet.
 pub const FULL_SERVER_STARTED: &str = "full-server-started";
 
-/// Pause forever here when `DBJOBS_FAULT_PAUSE_AT` is `name` (after logging
-/// `fault point NAME reached`, the line a test waits for); otherwise return at once.
+/// Pause here when `DBJOBS_FAULT_PAUSE_AT` is `name` (after logging `fault point NAME
+/// reached`, the line a test waits for): for `DBJOBS_FAULT_PAUSE_SECS` seconds, or until
+/// killed. Otherwise return at once.
 pub fn point(host: &Host<'_>, name: &str) {
     if std::env::var(PAUSE_AT).ok().as_deref() != Some(name) {
         return;
     }
     host.info(&format!("fault point {name} reached, pausing ({PAUSE_AT})"));
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
+    let secs: Option<u64> = std::env::var(PAUSE_SECS).ok().and_then(|s| s.parse().ok());
+    match secs {
+        Some(s) => std::thread::sleep(Duration::from_secs(s)),
+        None => loop {
+            std::thread::sleep(Duration::from_secs(1));
+        },
     }
+    host.info(&format!("fault point {name}: going on"));
 }
