@@ -143,6 +143,16 @@ impl Cell {
     }
 }
 
+/// The settings of a full restore that stops and starts the target with `scripts`.
+fn full_mode(scripts: &ServiceScripts) -> [(&'static str, &str); 4] {
+    [
+        ("restore_mode", "full"),
+        ("service_stop_command", scripts.stop.to_str().unwrap()),
+        ("service_start_command", scripts.start.to_str().unwrap()),
+        ("service_wait_timeout", "60"),
+    ]
+}
+
 /// The lines of a child's stderr, as they come.
 fn log_lines(stderr: std::process::ChildStderr) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -261,12 +271,7 @@ fn online_killed_with_the_objects_half_created() {
 fn full_killed_with_the_datadir_moved() {
     let c = Cell::new();
     let scripts = ServiceScripts::new(&c.dst);
-    let settings = [
-        ("restore_mode", "full"),
-        ("service_stop_command", scripts.stop.to_str().unwrap()),
-        ("service_start_command", scripts.start.to_str().unwrap()),
-        ("service_wait_timeout", "60"),
-    ];
+    let settings = full_mode(&scripts);
     let (row, log) = c.kill_at("full-datadir-moved", &settings);
     c.assert_recovered(Side::OldRestarted, &row, &log, "full, datadir moved");
     assert!(
@@ -282,12 +287,7 @@ fn full_killed_with_the_datadir_moved() {
 fn full_killed_after_the_server_started_on_the_backup() {
     let c = Cell::new();
     let scripts = ServiceScripts::new(&c.dst);
-    let settings = [
-        ("restore_mode", "full"),
-        ("service_stop_command", scripts.stop.to_str().unwrap()),
-        ("service_start_command", scripts.start.to_str().unwrap()),
-        ("service_wait_timeout", "60"),
-    ];
+    let settings = full_mode(&scripts);
     let (row, log) = c.kill_at("full-server-started", &settings);
     c.assert_recovered(Side::OldRestarted, &row, &log, "full, server started");
     assert!(
