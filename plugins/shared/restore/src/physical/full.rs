@@ -3,7 +3,8 @@
 //! [`ServiceControl::with_server_stopped`] does the one stop / change / start-or-put-back
 //! pattern: stop the service, move the datadir aside, `--move-back` the backup into a new
 //! one, give it to the server's user, start and wait; then put the node's own job queue back
-//! (the backup holds the source's queue, and the host must still find this job's row). When
+//! (the backup holds the source's queue, and the host must still find this job's row) and
+//! the databases only the node has ([`super::node_only`]). When
 //! anything of that fails, the old datadir is put back and the server started on it; it is
 //! deleted only after success. The node then has the backup's accounts too, and its events
 //! are disabled on the replica once the server answers, as an online restore creates them.
@@ -18,6 +19,7 @@ use dbjobs_sdk::{Host, JobError, ServerState};
 
 use super::catalog::Catalog;
 use super::files::chown_tree;
+use super::node_only::NodeOnly;
 use crate::context::Context;
 use crate::journal::{FullMove, Journal, JournalPhase, JournalRecord};
 use crate::objects;
@@ -58,6 +60,7 @@ pub fn restore(ctx: &Context<'_, '_>, full: &FullRestore<'_>) -> Result<Catalog,
         Err(_) => backup.to_path_buf(),
     };
     let queue = QueueTable::save(ctx.host)?;
+    let node_only = NodeOnly::read(ctx.host, full.catalog)?;
     let service = ServiceControl::new(ctx.host, &ctx.settings.service)?;
     let journal = begin_journal(ctx, &dirs)?;
     let mut objects = None;
@@ -70,6 +73,7 @@ pub fn restore(ctx: &Context<'_, '_>, full: &FullRestore<'_>) -> Result<Catalog,
         |()| {
             crate::fault::point(ctx.host, crate::fault::FULL_SERVER_STARTED);
             queue.put_back(ctx.host)?;
+            node_only.bring_back(ctx.host, &dirs.old, &dirs.live, owner)?;
             objects = Some(settle_objects(ctx.host, full.catalog)?);
             Ok(())
         },

@@ -34,6 +34,7 @@ pub mod extract;
 pub mod files;
 pub mod full;
 pub mod imported;
+pub mod node_only;
 pub mod online;
 pub mod prepare;
 pub mod tables;
