@@ -369,10 +369,11 @@ fn load_and_connect(dirs: &[PathBuf], env: &HostEnv) -> Result<(Registry, Queue)
     });
     let registry = registry?;
     let queue = queue.map_err(|_| Error::new("connecting to the server panicked"))?;
-    // A recovery may have brought the server back (a full restore killed while it was
-    // stopped): try once more before giving up on the outcomes.
+    // A recovery may have stopped, restarted or brought back the server (a full restore
+    // killed while it was replacing the datadir): the session opened meanwhile may be
+    // broken or missing, so one is opened afresh for the outcomes.
     let mut queue = match queue {
-        Err(_) if !recovered.is_empty() => Queue::open(&env.connection),
+        _ if !recovered.is_empty() => Queue::open(&env.connection),
         queue => queue,
     }
     .inspect_err(|e| recovery::record_in_table_failed(env, &recovered, e))?;

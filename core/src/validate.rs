@@ -51,11 +51,7 @@ pub fn endpoint(
                 return Err("port is 0 or NULL: an outbound job needs the port replication-manager listens on".into());
             }
         }
-        Direction::Inbound => {
-            if port == 0 {
-                port = DEFAULT_RECEIVE_PORT;
-            }
-        }
+        Direction::Inbound if port == 0 => port = DEFAULT_RECEIVE_PORT,
         // Local, and any direction of a newer SDK (the loader refuses those anyway).
         _ => {}
     }

@@ -172,7 +172,7 @@ fn online_reseed_restores_every_object() {
 }
 
 /// Full physical reseed: the same two cases; the datadir is the backup's, so the node's own
-/// database does not survive (full mode replaces everything, by design).
+/// database is carried over into the backup's datadir.
 #[test]
 fn full_reseed_restores_every_object() {
     let src = source();
@@ -208,13 +208,11 @@ fn full_reseed_restores_every_object() {
     assert_physical_result(&result);
     let lost = "the node's replication connections ('') are not in the restored datadir";
     assert!(result.contains(lost), "{result}");
-    let node_only = dst.query_value(&format!(
-        "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name='{NODE_ONLY}'"
-    ));
+    let kept = dst.query_value(&format!("SELECT id FROM {NODE_ONLY}.k"));
     assert_eq!(
-        node_only,
-        Some("0".into()),
-        "a full restore replaces the whole datadir"
+        kept,
+        Some("7".into()),
+        "the node's own database is carried over into the restored datadir"
     );
     assert_position(&dst, &gtid);
     schema_fixture::assert_writes_continue(&dst);

@@ -96,7 +96,7 @@ fn directory(name: &str, path: &Path, floor: Option<u64>) -> Check {
             ),
         );
     }
-    let free = match free_bytes(existing) {
+    let free = match dbjobs_kit::disk::free_bytes(existing) {
         Ok(free) => free,
         Err(e) => {
             return Check::fail(
@@ -141,18 +141,6 @@ pub(super) fn writable(dir: &Path) -> Result<(), std::io::Error> {
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-/// Bytes an unprivileged writer may still use on the file system of `dir`.
-fn free_bytes(dir: &Path) -> Result<u64, std::io::Error> {
-    let c = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;
-    // SAFETY: statvfs fills the struct we pass and reads a NUL-terminated path.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 #[cfg(test)]

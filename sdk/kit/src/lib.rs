@@ -21,6 +21,7 @@
 //!   stream on the same port, the node's certificate (configured, or generated once).
 
 pub mod copy;
+pub mod disk;
 pub mod net;
 pub mod position;
 pub mod private;

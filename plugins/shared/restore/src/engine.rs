@@ -13,25 +13,20 @@
 //! before the one it needs, and the data of a restore is a plan computed first, then
 //! executed (as rustic's typed plans).
 //!
-//! # Where a crash-safe restore plugs in
-//! The places are marked so that building every database aside and switching once needs
-//! no new structure:
-//! * **the journal** is written (in [`dbjobs_kit::server::state_dir`]) and fsynced by
-//!   [`crate::context::LiveChanges::begin`], which every engine calls before its first change,
-//!   and each phase boundary is recorded by [`Context::boundary`];
-//! * **refusing before touching** (disk space for the shadow copy, `completed OK!`, names,
-//!   tool versions against [`dbjobs_kit::server::ServerFacts::major_minor`]) belongs in
-//!   [`RestoreEngine::prepare`];
-//! * **build aside, switch once**: [`RestoreEngine::restore`] becomes a build step (the
-//!   shadow databases: physical `online::restore_databases`, the logical replay with its
-//!   names rewritten) and a switch step (one `RENAME TABLE` per database set), then the
-//!   objects step (`online::create_objects`) and, after [`RestoreEngine::verify`], dropping
-//!   the old tables; [`Phase`] gains those steps and [`Context::settle`] the states they
-//!   leave (before the switch: shadows dropped, live untouched);
-//! * **recovery** at start-up: a `recover` entry next to [`crate::run`] reads the journals and
-//!   asks the engine of each to finish or roll back (an associated function of this trait),
-//!   then stops orphaned temporary servers (their datadir is under
-//!   [`crate::staging::Staging::base`]) and removes dead staging directories.
+//! # Crash safety
+//! * **the journal** ([`crate::journal`]) is written and fsynced before the first change
+//!   (`Journal::begin`, which announces it to [`crate::context::LiveChanges`]) and at every
+//!   phase boundary; the job's lock file tells a dead run from a live one;
+//! * **refusing before touching**: everything [`RestoreEngine::receive`] and
+//!   [`RestoreEngine::prepare`] do only reads the live server, and the online restore's
+//!   first step refuses what would break the switch (a foreign key from outside);
+//! * **build aside, switch once** ([`crate::shadow`]): [`RestoreEngine::restore`] builds
+//!   the backup under shadow databases, switches with one `RENAME TABLE` and creates the
+//!   objects; [`RestoreEngine::finish`] drops the old tables once [`RestoreEngine::verify`]
+//!   passed;
+//! * **recovery** ([`crate::recover`]): at start-up, the journals of dead runs are rolled
+//!   back (before the switch) or forward (after it), their temporary servers stopped and
+//!   their staging directories removed.
 
 use dbjobs_kit::position::BinlogPosition;
 use dbjobs_sdk::{JobError, Outcome};
@@ -131,6 +126,7 @@ pub fn restore_with<E: RestoreEngine>(
     let connection = receive::accept(ctx.job, ctx.host, &ctx.settings.restore)?;
     let staged = engine.receive(ctx, connection)?;
     ctx.boundary(Phase::Receive);
+    crate::fault::point(ctx.host, crate::fault::RECEIVED);
     let prepared = engine.prepare(ctx, staged)?;
     ctx.boundary(Phase::Prepare);
     let mut restored = engine.restore(ctx, &prepared)?;

@@ -13,11 +13,13 @@
 //! server was left in ([`context::Context::settle`]).
 //!
 //! Modules, by step: [`receive`] (listen, accept, the reader and writer of a transfer),
-//! [`staging`], [`logical`] and [`physical`] (one module per step inside), [`objects`] (views,
-//! triggers, routines, events after the tables), [`replication`]
-//! (position, `START SLAVE`), [`summary`] (the result text); [`context`] and [`engine`]
-//! hold them together, [`settings`] declares what they read, [`xbstream`] parses the
-//! physical stream.
+//! [`staging`], [`logical`] and [`physical`] (one module per step inside), [`shadow`] (the
+//! shadow databases and the one switch), [`objects`] (views, triggers, routines, events
+//! after the tables), [`replication`] (position, `START SLAVE`), [`summary`] (the result
+//! text); [`context`] and [`engine`] hold them together, [`journal`] keeps a restore's
+//! progress on disk and [`recover`] finishes the restores of dead runs at start-up,
+//! [`fault`] holds the tests' pause points, [`settings`] declares what they read,
+//! [`xbstream`] parses the physical stream.
 
 pub mod context;
 pub mod engine;

@@ -206,19 +206,7 @@ impl<R: Read> Read for CountingReader<'_, R> {
     }
 }
 
-/// Free space for unprivileged writers on the file system holding `path`, in bytes.
-pub fn free_bytes(path: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::other("path contains a NUL byte"))?;
-    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
-}
+pub use dbjobs_kit::disk::free_bytes;
 
 /// A writer into the staging directory that fails, clearly, before the file system runs
 /// below a minimum of free space. The check (statvfs) runs at the start and then every

@@ -167,8 +167,19 @@ impl Catalog {
     /// Read it from `source`; `with_objects` adds triggers, routines and events (which a
     /// server started with `--skip-grant-tables` cannot show).
     pub fn read(source: &impl CatalogSource, with_objects: bool) -> Result<Catalog, JobError> {
+        Self::read_databases_where(source, with_objects, |_| true)
+    }
+
+    /// [`Catalog::read`] of the databases `keep` says yes to.
+    pub fn read_databases_where(
+        source: &impl CatalogSource,
+        with_objects: bool,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Catalog, JobError> {
+        let mut databases = read_databases(source)?;
+        databases.retain(|(db, _)| keep(db));
         let mut c = Catalog {
-            databases: read_databases(source)?,
+            databases,
             ..Catalog::default()
         };
         c.tables = read_tables(source, &c.names())?;

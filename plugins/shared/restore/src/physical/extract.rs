@@ -92,6 +92,9 @@ fn extract(
             if !exit.success() {
                 return Err(exit.error("extracting the stream failed"));
             }
+            // mbstream exits 0 on streams it extracted only in part (a duplicated
+            // end-of-file chunk): every file the stream carried must be there.
+            summary.check_extracted(dir)?;
             Ok(summary)
         }
         Err(message) => Err(stream_error(&input, write_failure, extractor, message)),

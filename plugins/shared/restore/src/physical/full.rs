@@ -3,7 +3,8 @@
 //! [`ServiceControl::with_server_stopped`] does the one stop / change / start-or-put-back
 //! pattern: stop the service, move the datadir aside, `--move-back` the backup into a new
 //! one, give it to the server's user, start and wait; then put the node's own job queue back
-//! (the backup holds the source's queue, and the host must still find this job's row). When
+//! (the backup holds the source's queue, and the host must still find this job's row) and
+//! the databases only the node has ([`super::node_only`]). When
 //! anything of that fails, the old datadir is put back and the server started on it; it is
 //! deleted only after success. The node then has the backup's accounts too, and its events
 //! are disabled on the replica once the server answers, as an online restore creates them.
@@ -11,13 +12,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use dbjobs_kit::service::ServiceControl;
+use dbjobs_kit::service::{wait_until_answers, ServiceControl, ServiceSettings};
 use dbjobs_kit::sql::quote_ident;
 use dbjobs_kit::tool::ToolCommand;
 use dbjobs_sdk::{Host, JobError, ServerState};
 
 use super::catalog::Catalog;
 use super::files::chown_tree;
+use super::node_only::NodeOnly;
 use crate::context::Context;
 use crate::journal::{FullMove, Journal, JournalPhase, JournalRecord};
 use crate::objects;
@@ -58,6 +60,7 @@ pub fn restore(ctx: &Context<'_, '_>, full: &FullRestore<'_>) -> Result<Catalog,
         Err(_) => backup.to_path_buf(),
     };
     let queue = QueueTable::save(ctx.host)?;
+    let node_only = NodeOnly::read(ctx.host, full.catalog)?;
     let service = ServiceControl::new(ctx.host, &ctx.settings.service)?;
     let journal = begin_journal(ctx, &dirs)?;
     let mut objects = None;
@@ -68,7 +71,9 @@ pub fn restore(ctx: &Context<'_, '_>, full: &FullRestore<'_>) -> Result<Catalog,
             replaced
         },
         |()| {
+            crate::fault::point(ctx.host, crate::fault::FULL_SERVER_STARTED);
             queue.put_back(ctx.host)?;
+            node_only.bring_back(ctx.host, &dirs.old, &dirs.live, owner)?;
             objects = Some(settle_objects(ctx.host, full.catalog)?);
             Ok(())
         },
@@ -111,10 +116,11 @@ fn begin_journal(ctx: &Context<'_, '_>, dirs: &Datadirs) -> Result<Journal, JobE
 }
 
 /// A full restore whose run died while the datadir was being replaced (its journal's
-/// `full`): stop the service, put the old datadir back, start the service on it.
+/// `full`): the service stopped if the server answers (it may run on the backup's
+/// datadir), the old datadir put back, the service started on it and waited for.
 pub fn put_back_after_crash(
     host: &Host<'_>,
-    settings: &dbjobs_kit::service::ServiceSettings,
+    settings: &ServiceSettings,
     moved: &FullMove,
     job_id: u64,
 ) -> Result<String, JobError> {
@@ -122,8 +128,15 @@ pub fn put_back_after_crash(
     if !dirs.old.exists() {
         return Ok("the old datadir was not moved aside, nothing to put back".into());
     }
-    let service = ServiceControl::new(host, settings)?;
-    service.with_server_stopped(|| dirs.put_back(), |()| Ok(()), || Ok(()))?;
+    if host.query_value("SELECT 1", &[]).is_ok() {
+        host.info("the server runs on the datadir of the dead restore: stopping it");
+        settings.stop()?.run()?;
+    }
+    dirs.put_back()?;
+    let start = settings.start()?;
+    host.info(&format!("starting the service on the old datadir: {start}"));
+    start.run()?;
+    wait_until_answers(host, settings.wait())?;
     Ok(format!(
         "the old datadir was put back in {} and the server started on it",
         dirs.live.display()

@@ -10,9 +10,13 @@
 //!    read-only `mariadbd` on the prepared backup, every database, table definition, row
 //!    count, view, trigger, routine and event.
 //! 3. **Restore**, by setting `restore_mode`: [`online`] (default; the live server keeps
-//!    running, tables are recreated and their files imported) or [`full`] (the service is
-//!    stopped and the datadir replaced, the old one put back on failure).
-//! 4. **Verify** ([`verify`]): every restored table opens and has the backup's row count.
+//!    running and serving its old data while the backup is built in shadow databases, its
+//!    tables created and their files imported ([`tables`]), then one `RENAME TABLE` switches)
+//!    or [`full`] (the service is stopped and the datadir replaced, the old one put back on
+//!    failure). Both are journaled, so a run killed in the middle is finished or rolled back
+//!    by the next start ([`crate::recover`]).
+//! 4. **Verify** ([`verify`]): every restored table opens and has the backup's row count;
+//!    then online mode drops the old tables it kept for a rollback.
 //! 5. **Replicate**: running replication connections are stopped before the restore
 //!    changes anything; afterwards `gtid_slave_pos` and `START SLAVE` on every configured
 //!    connection (legacy and state variants), or the position as payload for
@@ -30,6 +34,7 @@ pub mod extract;
 pub mod files;
 pub mod full;
 pub mod imported;
+pub mod node_only;
 pub mod online;
 pub mod prepare;
 pub mod tables;
@@ -37,9 +42,10 @@ pub mod temp_server;
 pub mod verify;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use dbjobs_kit::copy::human_bytes;
+use dbjobs_kit::disk;
 use dbjobs_kit::position::BinlogPosition;
 use dbjobs_kit::tool::find_tool;
 use dbjobs_sdk::{JobError, ServerState};
@@ -121,6 +127,7 @@ impl RestoreEngine for Physical {
 
     fn prepare(&self, ctx: &Context<'_, '_>, backup: Extracted) -> Result<Prepared, JobError> {
         ctx.host.progress("preparing the backup");
+        prepare::check_tool_version(&self.backup_tool, &ctx.facts)?;
         prepare::prepare(ctx.host, &self.backup_tool, &backup.dir)?;
         let position = BinlogPosition::from_backup_dir(&backup.dir)?;
         if position.is_none() {
@@ -134,6 +141,7 @@ impl RestoreEngine for Physical {
                 datadir.display()
             ))
         })?;
+        room_in_the_datadir(ctx, &backup.dir)?;
         ctx.host.progress("reading the backup's definitions");
         let catalog = self.read_catalog(ctx, &backup)?;
         Ok(Prepared {
@@ -245,6 +253,33 @@ impl RestoreEngine for Physical {
             .notes(restored.notes.iter().cloned());
         summary.text()
     }
+}
+
+/// Refuse, before the first change, a backup whose files would not fit in the datadir:
+/// staged on the datadir's file system (the default) they are moved, and take no more room;
+/// staged elsewhere (`backup_dir`) they are copied, and the datadir must hold them beside
+/// the live data (kept until the restore verified) plus `min_free_mb`.
+fn room_in_the_datadir(ctx: &Context<'_, '_>, backup: &Path) -> Result<(), JobError> {
+    let datadir = &ctx.facts.datadir;
+    let io = |e: std::io::Error| JobError::io(format!("cannot measure {}: {e}", backup.display()));
+    if disk::same_file_system(backup, datadir).map_err(io)? {
+        return Ok(());
+    }
+    let need = disk::tree_bytes(backup).map_err(io)?;
+    let floor = ctx.settings.restore.min_free_bytes();
+    let free = disk::free_bytes(datadir).map_err(io)?;
+    if free >= need.saturating_add(floor) {
+        return Ok(());
+    }
+    Err(JobError::no_space(format!(
+        "the backup needs {} in the datadir {} (staged on another file system, its files are copied) and {} must stay free, but only {} is",
+        human_bytes(need),
+        datadir.display(),
+        human_bytes(floor),
+        human_bytes(free)
+    ))
+    .with_hint("free space in the datadir, or stage on its file system (backup_dir empty)")
+    .with_state(ServerState::Untouched))
 }
 
 impl Physical {
