@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use dbjobs_tests::fixtures::{gzip, gzip_dump, inbound_dbjobs, node, sql_dump, submit_job};
 use dbjobs_tests::schema_fixture::{self, Snapshot, MAIN, NODE_ONLY, OTHER};
-use dbjobs_tests::sender::{job_row, send_when_waiting};
+use dbjobs_tests::sender::{job_row, send_when_waiting, wait_job_finished};
 use dbjobs_tests::{free_port, plugin_dir, plugin_file, wait_for, Dbjobs, MariaDb};
 
 const WAIT: Duration = Duration::from_secs(240);
@@ -88,21 +88,7 @@ impl<'a> Target<'a> {
         let local = IpAddr::from([127, 0, 0, 1]);
         let sent = send_when_waiting(self.dst, id, port, local, dump, WAIT);
         assert!(sent.is_ok(), "sending failed: {sent:?}");
-        let want = format!("fault point {point} reached");
-        let mut log = String::new();
-        let reached = loop {
-            match lines.recv_timeout(WAIT) {
-                Ok(line) => {
-                    log.push_str(&line);
-                    log.push('\n');
-                    if line.contains(&want) {
-                        break true;
-                    }
-                }
-                Err(_) => break false,
-            }
-        };
-        assert!(reached, "the run never reached {point}; its log:\n{log}");
+        wait_for_point(&lines, point);
         (id, child)
     }
 
@@ -168,6 +154,20 @@ impl<'a> Target<'a> {
     }
 }
 
+/// Wait until the run logs that it reached fault point `point`.
+fn wait_for_point(lines: &mpsc::Receiver<String>, point: &str) {
+    let want = format!("fault point {point} reached");
+    let mut log = String::new();
+    while let Ok(line) = lines.recv_timeout(WAIT) {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains(&want) {
+            return;
+        }
+    }
+    panic!("the run never reached {point}; its log:\n{log}");
+}
+
 /// The lines dbjobs logs on stderr, as they come.
 fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stderr = child.stderr.take().expect("a piped stderr");
@@ -226,6 +226,20 @@ fn killed_after_switch(point: &str) {
     t.assert_row(id, "rolled forward", &log);
     t.assert_nothing_left(id, &log);
     schema_fixture::assert_writes_continue(&dst);
+}
+
+#[test]
+fn killed_after_the_receive() {
+    let src = source();
+    let dst = target();
+    let old = Snapshot::of(&dst);
+    let t = Target::new(&dst, &[]);
+    let (id, child) = t.paused_at("received", &dump_of(&src));
+    t.kill(child);
+    let log = t.run_again();
+    Snapshot::of(&dst).assert_equals(&old, "received, recovered");
+    t.assert_row(id, "the run had not changed the server", &log);
+    t.assert_nothing_left(id, &log);
 }
 
 #[test]
@@ -353,4 +367,53 @@ fn an_sql_error_in_the_objects_leaves_the_backup_tables_and_nothing_aside() {
         "the sequences are the backup's"
     );
     t.assert_nothing_left(row.id, &log);
+}
+
+/// The server restarts while the shadow databases are half built (a timed pause, then the
+/// run goes on): the client's session is gone, so the build fails and the shadows are
+/// dropped, and the target holds its old content (its MEMORY table empty, as after any
+/// restart); or, had the build been done, the backup's. Never a mix, nothing left aside.
+#[test]
+fn a_server_restart_during_the_build_leaves_one_side_whole() {
+    let src = source();
+    let want = Snapshot::of(&src).on_a_replica();
+    let mut dst = target();
+    let old = Snapshot::of(&dst).after_restart();
+    let plugins = plugin_dir(&[plugin_file("reseed")]);
+    let staging = tempfile::tempdir().unwrap();
+    let d = inbound_dbjobs(&dst, plugins.path(), staging.path())
+        .set("apply_parallel", "1")
+        .env(PAUSE_AT, "shadow-half-built")
+        .env("DBJOBS_FAULT_PAUSE_SECS", "6");
+    let port = free_port();
+    let id = submit_job(&d, "reseedmysqldump", port);
+    let mut child = d.spawn(&["run"]);
+    let lines = log_lines(&mut child);
+    let local = IpAddr::from([127, 0, 0, 1]);
+    send_when_waiting(&dst, id, port, local, &dump_of(&src), WAIT).expect("send");
+    wait_for_point(&lines, "shadow-half-built");
+    dst.restart();
+    let status = child.wait().expect("wait for dbjobs");
+    let log: Vec<String> = lines.try_iter().collect();
+    let row = wait_job_finished(&dst, id, WAIT);
+    let result = row.result_text().to_string();
+    let context = format!(
+        "restart during the build ({status}): {result}\n{}",
+        log.join("\n")
+    );
+    if row.succeeded() {
+        Snapshot::of(&dst).assert_equals(&want, &context);
+    } else {
+        assert!(
+            result.starts_with("failed, server untouched: "),
+            "{context}"
+        );
+        Snapshot::of(&dst).assert_equals(&old, &context);
+    }
+    let aside = dst.query_value(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '#dbjobs%'",
+    );
+    assert_eq!(aside, Some("0".into()), "{context}");
+    let kept = dst.query_value(&format!("SELECT id FROM {NODE_ONLY}.k"));
+    assert_eq!(kept, Some("7".into()), "{context}");
 }

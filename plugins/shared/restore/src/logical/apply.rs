@@ -115,6 +115,7 @@ pub fn one_session(
     let mut filter = DumpFilter::default();
     let mut done = Filtered::default();
     let mut next_progress = 0u64;
+    let mut half_point = replay.half_point;
     let fed = input
         .write_all(PREFIX)
         .map_err(FilterStop::Write)
@@ -126,8 +127,9 @@ pub fn one_session(
                 2,
                 &mut done,
                 |read, out| {
-                    if let Some(point) = replay.half_point.filter(|_| read >= total / 2) {
-                        // What was read so far reaches the client before the pause.
+                    if let Some(point) = half_point.filter(|_| read >= total / 2) {
+                        // Once; what was read so far reaches the client before the pause.
+                        half_point = None;
                         let _ = out.flush();
                         crate::fault::point(host, point);
                     }

@@ -141,6 +141,7 @@ fn run_phase(
     let (tx, rx) = mpsc::channel::<()>();
     let mut cancelled = false;
     let mut panicked = false;
+    let mut half_point = s.half_point;
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|slot| {
@@ -162,7 +163,8 @@ fn run_phase(
             );
             let fed = s.fed.load(Ordering::SeqCst);
             // Tests only: the sessions may be done by the time this thread looks again.
-            if let Some(point) = s.half_point.filter(|_| fed >= s.total / 2 && !s.stopped()) {
+            if let Some(point) = half_point.filter(|_| fed >= s.total / 2 && !s.stopped()) {
+                half_point = None; // once
                 crate::fault::point(host, point);
             }
             if ended {
