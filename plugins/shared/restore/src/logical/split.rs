@@ -200,6 +200,8 @@ pub struct Splitter<B: Write, O: Write, P: Write> {
     line: Vec<u8>,
     /// Where the rest of a too long line goes.
     streaming: Option<Dest>,
+    /// The last byte other than white space of the line streaming on.
+    streamed_last: u8,
 }
 
 impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
@@ -240,6 +242,7 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
             refused: None,
             line: Vec::new(),
             streaming: None,
+            streamed_last: b' ',
         }
     }
 
@@ -268,8 +271,14 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
         }
         if let Some(dest) = self.streaming {
             self.emit(dest, piece)?;
+            if let Some(&b) = piece.trim_ascii_end().last() {
+                self.streamed_last = b;
+            }
             if ends {
                 self.streaming = None;
+                if self.streamed_last == b';' {
+                    self.in_create = false; // a long last line of a CREATE TABLE
+                }
             }
             return Ok(());
         }
@@ -288,7 +297,11 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
         let limit = if data { MARKER_MAX } else { LINE_MAX };
         if self.line.len() > limit {
             let head = std::mem::take(&mut self.line);
-            self.start_long(&head)?;
+            self.streamed_last = head.trim_ascii_end().last().copied().unwrap_or(b' ');
+            let r = self.start_long(&head);
+            self.line = head; // its buffer, for the next line
+            self.line.clear();
+            r?;
         }
         Ok(())
     }
@@ -499,6 +512,8 @@ impl<B: Write, O: Write, P: Write> Splitter<B, O, P> {
             } => {
                 if t.starts_with("CREATE TABLE") {
                     self.in_create = true;
+                } else if t.starts_with("INSERT") {
+                    self.in_create = false; // data: never rewritten
                 }
                 if !self.in_create {
                     return self.emit(Dest::Build, line);
@@ -1211,6 +1226,24 @@ SET GLOBAL gtid_slave_pos='0-1-19';
         assert!(!objects.contains("(1),(1)"));
         assert!(objects.contains(&body));
         assert!(!build.contains("xxxx"));
+    }
+
+    #[test]
+    fn data_after_a_long_create_table_line_is_never_rewritten() {
+        // A partition list longer than MARKER_MAX ends the CREATE TABLE; the rows after it
+        // hold the text of a reference to a database of the dump, which stays as it is.
+        let values: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+        let long = format!("(PARTITION p0 VALUES IN ({}));\n", values.join(","));
+        let row = "INSERT INTO `t` VALUES ('REFERENCES `a_b`.`customers` (`id`)');\n";
+        let dump = DUMP.replace(
+            "CREATE TABLE `customers` (`id` int(11) NOT NULL) ENGINE=InnoDB;\n",
+            &format!("CREATE TABLE `customers` (`id` int(11) NOT NULL) ENGINE=InnoDB\n PARTITION BY LIST (`id`)\n{long}{row}"),
+        );
+        for size in [100, 4096, dump.len()] {
+            let (build, _, _) = split(dump.as_bytes(), size).unwrap();
+            assert!(build.contains(&long), "{size}");
+            assert!(build.contains(row), "{size}");
+        }
     }
 
     #[test]
