@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::physical::catalog::ObjectDef;
-use crate::shadow::ShadowSet;
+use crate::shadow::names::ShadowSet;
 
 /// Where a restore stands, as its journal says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,13 +196,15 @@ pub fn locked_jobs(dir: &Path) -> Vec<u64> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("job-")?
-                .strip_suffix(".lock")?
-                .parse()
-                .ok()
+            let rest = name.strip_prefix("job-")?;
+            let id = rest
+                .strip_suffix(".lock")
+                .or_else(|| rest.strip_suffix(".json"))?;
+            id.parse().ok()
         })
         .collect();
     ids.sort_unstable();
+    ids.dedup();
     ids
 }
 
@@ -334,6 +336,9 @@ mod tests {
             .expect("free after drop");
         again.release();
         assert!(locked_jobs(dir.path()).is_empty());
+        // A journal whose lock file was removed is found too.
+        fs::write(dir.path().join("job-9.json"), b"{}").unwrap();
+        assert_eq!(locked_jobs(dir.path()), vec![9]);
     }
 
     #[test]

@@ -274,7 +274,7 @@ impl Logical {
                 journal.enter(JournalPhase::ObjectsCreated)?;
                 Ok((applied, disabled))
             })
-            .map_err(|e| give_up_old_tables(ctx, &set, &journal, e))?;
+            .map_err(|e| shadow::give_up_old_tables(ctx.host, &set, &journal, e))?;
         // A multi-source node keeps its place in the domains the dump does not set.
         replication::keep_other_domains(host, &position_before)?;
         Ok(Restored {
@@ -371,28 +371,6 @@ impl Logical {
         };
         apply::one_session(host, &self.client(ctx)?, &replay)
             .map_err(|e| e.context("creating the objects"))
-    }
-}
-
-/// The objects failed after the switch (error `e`): the tables are the backup's and no
-/// rollback brings the old ones back, so they are dropped with the shadows' leftovers and
-/// the journal ends, rather than left in databases nobody looks at. The node is partial:
-/// `e` says which objects failed.
-fn give_up_old_tables(
-    ctx: &Context<'_, '_>,
-    set: &ShadowSet,
-    journal: &Journal,
-    e: JobError,
-) -> JobError {
-    match shadow::finish(ctx.host, set) {
-        Ok(()) => {
-            journal.done();
-            e.context("after the switch (the tables are the backup's, the old ones were dropped)")
-        }
-        Err(f) => e.context(format!(
-            "after the switch (the tables are the backup's; dropping the old ones failed too: {})",
-            f.message
-        )),
     }
 }
 

@@ -45,7 +45,7 @@
 
 use std::collections::HashMap;
 
-use crate::logical::filter::{DumpFilter, MARKER_MAX};
+use crate::logical::filter::{newline, DumpFilter, MARKER_MAX};
 use dbjobs_kit::sql::is_system_schema;
 
 /// The most bytes a plan may record (spans, names, foreign-key references, counted as the
@@ -244,17 +244,6 @@ fn references_in(line: &str, db: &str) -> Vec<(String, String)> {
         rest = r;
     }
     out
-}
-
-/// The index of the first newline in `bytes`.
-/// The index of the first `\n` in `bytes`.
-pub(crate) fn newline(bytes: &[u8]) -> Option<usize> {
-    // libc's memchr (vectorised in glibc; `libc` is already a dependency) rather than a
-    // byte-by-byte search: every byte of the dump goes through here, many MiB per second.
-    // SAFETY: memchr reads at most `bytes.len()` bytes from the start of `bytes`, all valid;
-    // a non-null result points into `bytes`, so the subtraction is its index.
-    let p = unsafe { libc::memchr(bytes.as_ptr().cast(), i32::from(b'\n'), bytes.len()) };
-    (!p.is_null()).then(|| p as usize - bytes.as_ptr() as usize)
 }
 
 impl PlanBuilder {

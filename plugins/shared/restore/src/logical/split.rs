@@ -50,8 +50,9 @@ use std::io::{self, Write};
 use dbjobs_kit::position::BinlogPosition;
 use dbjobs_kit::sql::{is_system_schema, quote_ident};
 
+use super::filter::newline;
 use super::filter::{DumpFilter, LineMap, MARKER_MAX, QUEUE_SCHEMA};
-use super::plan::{newline, DumpPlan, PlanBuilder};
+use super::plan::{DumpPlan, PlanBuilder};
 
 /// The name of the part built aside, in the staging directory.
 pub const BUILD_FILE: &str = "build.sql";

@@ -185,7 +185,8 @@ fn build(
 }
 
 /// Step 5: the live databases' objects replaced by the backup's. A failure leaves the
-/// journal at [`JournalPhase::Switched`]: the next start creates them again.
+/// backup's tables in place (no rollback brings the old ones back) and drops the old ones
+/// ([`shadow::give_up_old_tables`]): the node is partial, the error names the object.
 fn create_objects(
     host: &Host<'_>,
     catalog: &Catalog,
@@ -193,8 +194,9 @@ fn create_objects(
     journal: &Journal,
 ) -> Result<(), JobError> {
     host.progress("creating views, triggers, routines and events");
-    shadow::clear_live_objects(host, set)?;
-    objects::create_objects(host, catalog)?;
+    shadow::clear_live_objects(host, set)
+        .and_then(|()| objects::create_objects(host, catalog))
+        .map_err(|e| shadow::give_up_old_tables(host, set, journal, e))?;
     journal.enter(JournalPhase::ObjectsCreated)
 }
 
