@@ -114,8 +114,12 @@ pub fn one_session(
     let mut reader = BufReader::with_capacity(COPY_BUFFER, file);
     let mut filter = DumpFilter::default();
     let mut done = Filtered::default();
-    let mut next_progress = 0u64;
-    let mut half_point = replay.half_point;
+    let mut watch = FeedWatch {
+        host,
+        total,
+        next_progress: 0,
+        half_point: replay.half_point,
+    };
     let fed = input
         .write_all(PREFIX)
         .map_err(FilterStop::Write)
@@ -126,30 +130,7 @@ pub fn one_session(
                 &mut filter,
                 2,
                 &mut done,
-                |read, out| {
-                    if let Some(point) = half_point.filter(|_| read >= total / 2) {
-                        // Once; what was read so far reaches the client before the pause.
-                        half_point = None;
-                        let _ = out.flush();
-                        crate::fault::point(host, point);
-                    }
-                    if read < next_progress {
-                        return Ok(());
-                    }
-                    next_progress = read + (1 << 20);
-                    host.progress(&format!(
-                        "applying the dump: {} of {}",
-                        human_bytes(read),
-                        human_bytes(total)
-                    ));
-                    if host.cancelled() {
-                        return Err(JobError::cancelled(format!(
-                            "cancelled while applying the dump after {}",
-                            human_bytes(read)
-                        )));
-                    }
-                    Ok(())
-                },
+                |read, out| watch.fed(read, out),
             )
         })
         .and_then(|()| input.flush().map_err(FilterStop::Write));
@@ -184,6 +165,43 @@ pub fn one_session(
         position: filter.position(),
         sessions: 1,
     })
+}
+
+/// What [`one_session`] does as the file is fed: the progress every MiB, the pause point
+/// once half of it is fed, the operator's cancellation.
+struct FeedWatch<'h, 'a> {
+    host: &'h Host<'a>,
+    total: u64,
+    next_progress: u64,
+    half_point: Option<&'static str>,
+}
+
+impl FeedWatch<'_, '_> {
+    /// `read` bytes of the file were fed into `out`.
+    fn fed(&mut self, read: u64, out: &mut impl Write) -> Result<(), JobError> {
+        if let Some(point) = self.half_point.filter(|_| read >= self.total / 2) {
+            // Once; what was read so far reaches the client before the pause.
+            self.half_point = None;
+            let _ = out.flush();
+            crate::fault::point(self.host, point);
+        }
+        if read < self.next_progress {
+            return Ok(());
+        }
+        self.next_progress = read + (1 << 20);
+        self.host.progress(&format!(
+            "applying the dump: {} of {}",
+            human_bytes(read),
+            human_bytes(self.total)
+        ));
+        if self.host.cancelled() {
+            return Err(JobError::cancelled(format!(
+                "cancelled while applying the dump after {}",
+                human_bytes(read)
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The job error for a client that stopped at a statement: its `ERROR ...` line, mapped back
