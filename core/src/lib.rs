@@ -31,6 +31,7 @@ pub mod db;
 pub mod doctor;
 pub mod env;
 pub mod error;
+pub mod layout_cache;
 pub mod loader;
 pub mod manual;
 pub mod node_state;

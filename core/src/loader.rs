@@ -13,6 +13,9 @@
 //! `init_root_module`), not through `RootModule::load_from_file`, which caches one module per
 //! root-module type and would silently hand back the first plugin for every later file.
 //!
+//! `dbjobs run` and `dbjobs daemon` skip the layout check of a file that passed it before and
+//! has not changed since ([`crate::layout_cache`]): it is most of an idle pass.
+//!
 //! A file that fails any check is *refused* with one log line naming the file and the reason;
 //! the other files still load.
 
@@ -28,6 +31,8 @@ use abi_stable::sabi_types::{VersionNumber, VersionStrings};
 use abi_stable::StableAbi;
 use dbjobs_sdk::abi::{PluginModRef, ROOT_MODULE_NAME};
 use dbjobs_sdk::{Direction, JobError, SettingDecl, SettingKind, SettingType, SDK_VERSION};
+
+use crate::layout_cache::LayoutCache;
 
 /// Where packaged plugins live.
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/dbjobs/plugins";
@@ -143,6 +148,12 @@ impl Registry {
     /// Load every `*.so` of each directory, in name order. A missing `DEFAULT_PLUGIN_DIR` is
     /// fine (plugins may all come from `--plugin-dir`); a missing explicit directory is refused.
     pub fn load(dirs: &[PathBuf]) -> Registry {
+        Self::load_with(dirs, &LayoutCache::none())
+    }
+
+    /// [`Registry::load`], skipping abi_stable's layout check for the files `cache` says
+    /// passed it before, unchanged ([`crate::layout_cache`]); the caller saves the cache.
+    pub fn load_with(dirs: &[PathBuf], cache: &LayoutCache) -> Registry {
         let mut reg = Registry::default();
         let mut files = Vec::new();
         for dir in dirs {
@@ -170,7 +181,7 @@ impl Registry {
         // instructions per plugin, 80 % of an idle cron pass), so the files are opened on all
         // cores; they are registered afterwards in file order, so the first file still wins a
         // task claimed twice.
-        for (file, opened) in files.iter().zip(open_all(&files)) {
+        for (file, opened) in files.iter().zip(open_all(&files, cache)) {
             if let Err(reason) = opened.and_then(|plugin| reg.register(plugin)) {
                 reg.refuse(file, reason);
             }
@@ -224,7 +235,7 @@ impl Registry {
 /// Taking files one at a time rather than in fixed halves keeps both cores busy until the
 /// last file (the plugins differ in size, and the queue session connects on one core at the
 /// same time). A panic while opening a file refuses that file only.
-fn open_all(files: &[PathBuf]) -> Vec<Result<LoadedPlugin, String>> {
+fn open_all(files: &[PathBuf], cache: &LayoutCache) -> Vec<Result<LoadedPlugin, String>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -236,7 +247,7 @@ fn open_all(files: &[PathBuf]) -> Vec<Result<LoadedPlugin, String>> {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(file) = files.get(i) else { break };
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check_owner_and_mode(file).and_then(|()| open_plugin(file))
+            check_owner_and_mode(file).and_then(|()| open_plugin(file, cache))
         }))
         .unwrap_or_else(|_| Err("loading panicked".to_string()));
         *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(opened);
@@ -281,7 +292,7 @@ pub fn check_owner_and_mode(path: &Path) -> Result<(), String> {
 }
 
 /// Open one library and run the checks of the module docs.
-fn open_plugin(file: &Path) -> Result<LoadedPlugin, String> {
+fn open_plugin(file: &Path, cache: &LayoutCache) -> Result<LoadedPlugin, String> {
     let header = lib_header_from_path(file).map_err(|e| match e {
         LibraryError::OpenError { err, .. } => format!("not a loadable shared library: {err}"),
         LibraryError::GetSymbolError { .. } => {
@@ -301,9 +312,13 @@ fn open_plugin(file: &Path) -> Result<LoadedPlugin, String> {
     }
     let plugin_sdk = header.version_strings().version.as_str().to_string();
     let age = sdk_age(header.version_strings()).map_err(refusal)?;
-    check_layout(header, age, &plugin_sdk).map_err(refusal)?;
+    if !cache.passed_before(file) {
+        check_layout(header, age, &plugin_sdk).map_err(refusal)?;
+        cache.record(file);
+    }
     // SAFETY: the layout of the library's root module and of every type reachable from it was
-    // just checked against this host's by abi_stable's checker (`check_layout`).
+    // checked against this host's by abi_stable's checker (`check_layout`), now or, for this
+    // very file unchanged, by an earlier pass of this very dbjobs binary (`LayoutCache`).
     let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
         .map_err(|e| match e {
             LibraryError::IncompatibleVersionNumber { .. } => refusal(version_refusal(&plugin_sdk)),

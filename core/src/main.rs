@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use dbjobs::config::{ConnectionFlags, ConnectionOptions, OptionFile, Settings};
 use dbjobs::env::HostEnv;
+use dbjobs::layout_cache::LayoutCache;
 use dbjobs::loader::{Registry, DEFAULT_PLUGIN_DIR};
 use dbjobs::node_state::{self, PartialMark};
 use dbjobs::outcomes::{self, OutcomeStore};
@@ -360,7 +361,7 @@ fn log_daemon_start(registry: &Registry, interval: Duration) {
 fn load_and_connect(dirs: &[PathBuf], env: &HostEnv) -> Result<(Registry, Queue), Failure> {
     let (registry, recovered, queue) = std::thread::scope(|scope| {
         let queue = scope.spawn(|| Queue::open(&env.connection));
-        let registry = loaded_registry(dirs, Registry::load(dirs), env);
+        let registry = loaded_registry(dirs, load_remembering_checks(dirs, env), env);
         let recovered = match &registry {
             Ok(registry) => recovery::recover_plugins(registry, env),
             Err(_) => Vec::new(),
@@ -385,9 +386,18 @@ fn load_and_connect(dirs: &[PathBuf], env: &HostEnv) -> Result<(Registry, Queue)
 /// runs left before the first pass. replication-manager learns that a dead run's job failed
 /// from the report that run owed (`source::api`); the recovery's own outcome is logged.
 fn load_and_recover(dirs: &[PathBuf], env: &HostEnv) -> Result<Registry, Failure> {
-    let registry = loaded_registry(dirs, Registry::load(dirs), env)?;
+    let registry = loaded_registry(dirs, load_remembering_checks(dirs, env), env)?;
     recovery::log_unreported(env, &recovery::recover_plugins(&registry, env));
     Ok(registry)
+}
+
+/// `run` and `daemon`: load the plugins, skipping the layout check of the files that passed
+/// it before unchanged, and remember this pass's files ([`dbjobs::layout_cache`]).
+fn load_remembering_checks(dirs: &[PathBuf], env: &HostEnv) -> Registry {
+    let cache = LayoutCache::in_state_dir(&env.host.state_dir);
+    let registry = Registry::load_with(dirs, &cache);
+    cache.save();
+    registry
 }
 
 /// Having no plugin is a configuration error (a pass would do nothing forever), and so is a

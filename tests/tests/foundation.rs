@@ -794,3 +794,37 @@ fn a_node_left_partial_refuses_restores_until_cleared() {
         format!("fake restore of job {again} done")
     );
 }
+
+/// `dbjobs run` remembers the plugin files whose layout passed the check (in the state
+/// directory), and a file rewritten since is checked again: the example plugin passes and is
+/// remembered; overwritten in place by a library that claims the same SDK with another ABI
+/// layout, the next run refuses it.
+#[test]
+fn a_remembered_plugin_rewritten_in_place_is_checked_again() {
+    let server = MariaDb::start();
+    let dir = plugin_dir(&[plugin_file("example")]);
+    let lib = dir.path().join("libdbjobs_plugin_example.so");
+    let d = Dbjobs::new(&server, dir.path());
+    d.run(&["run"]).assert_code(0);
+    let cache = server.state_dir().join("checked-plugins.json");
+    let remembered = std::fs::read_to_string(&cache).expect("the run remembers the checked files");
+    assert!(
+        remembered.contains("libdbjobs_plugin_example.so"),
+        "{remembered}"
+    );
+    d.run(&["run"]).assert_code(0);
+
+    // Same path, same inode, other content: what an upgrade in place (or an attacker with
+    // root) would do.
+    std::fs::write(
+        &lib,
+        std::fs::read(fixture_file("dbjobs_fixture_other_layout")).unwrap(),
+    )
+    .unwrap();
+    let out = d.run(&["run"]);
+    assert!(
+        out.stderr.contains("ABI layout does not match"),
+        "a rewritten library was not checked again:\n{}",
+        out.stderr
+    );
+}
