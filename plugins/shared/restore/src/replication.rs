@@ -117,6 +117,18 @@ pub fn lost_connections_note(before: &[Connection], now: &[Connection]) -> Optio
     ))
 }
 
+/// `START SLAVE` each connection of `names` (`''` is the default one), ignoring failures:
+/// a rolled-back restore gives back the replication it stopped, as well as it can.
+pub fn start_again(host: &Host<'_>, names: &[String]) {
+    for name in names {
+        let c = Connection {
+            name: name.clone(),
+            running: false,
+        };
+        let _ = host.query(&format!("START SLAVE {}", c.literal()), &[]);
+    }
+}
+
 /// A restore's error, saying that replication stays stopped when the restore `stopped` it.
 pub fn left_stopped(e: JobError, stopped: bool) -> JobError {
     if !stopped {

@@ -311,20 +311,9 @@ impl Logical {
             }
             Err(e) => e,
         };
-        match shadow::roll_back(host, &journal.record()) {
-            Ok(()) => {
-                host.info("the restore was rolled back before the switch: shadow databases dropped, live data untouched");
-                journal.done();
-                Err(e
-                    .context("building the dump aside (rolled back, live data untouched)")
-                    .with_state(ServerState::Untouched))
-            }
-            Err(rb) => Err(e.context(format!(
-                "building the dump aside; dropping the shadow databases failed too ({}), the next start retries",
-                rb.message
-            ))
-            .with_state(ServerState::Untouched)),
-        }
+        Err(shadow::rolled_back_before_switch(
+            host, journal, e, "the dump",
+        ))
     }
 
     /// Apply `build.sql` as [`HowToApply`] says.

@@ -814,8 +814,11 @@ SET GLOBAL gtid_slave_pos='0-1-13';
         assert_eq!(p.filter.gtid.as_deref(), Some("0-1-13"));
         assert_eq!(p.filter.binlog_pos.as_deref(), Some("2811"));
         assert!(p.skipped_lines > 0);
+    }
 
-        // Every kept line is applied exactly once, but USE lines replayed per unit.
+    #[test]
+    fn every_kept_line_is_applied_exactly_once_but_use_lines_per_unit() {
+        let p = plan(DUMP).unwrap();
         let mut covered = lines_of(DUMP, &p.first);
         covered.extend(lines_of(DUMP, &p.rest));
         for u in &p.units {

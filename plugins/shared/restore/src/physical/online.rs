@@ -21,7 +21,7 @@ use std::path::Path;
 
 use dbjobs_kit::private::write_private_file;
 use dbjobs_kit::sql::quote_ident;
-use dbjobs_sdk::{Host, JobError, ServerState};
+use dbjobs_sdk::{Host, JobError};
 
 use super::catalog::{Catalog, Kind};
 use super::tables::{restore_table, Target};
@@ -126,20 +126,12 @@ fn build_and_switch(
         fault::point(host, fault::AFTER_SWITCH);
         return Ok(());
     };
-    match shadow::roll_back(host, &journal.record()) {
-        Ok(()) => {
-            host.info("the restore was rolled back before the switch: shadow databases dropped, live data untouched");
-            journal.done();
-            Err(e
-                .context("building the backup aside (rolled back, live data untouched)")
-                .with_state(ServerState::Untouched))
-        }
-        Err(rb) => Err(e.context(format!(
-            "building the backup aside; dropping the shadow databases failed too ({}), the next start retries",
-            rb.message
-        ))
-        .with_state(ServerState::Untouched)),
-    }
+    Err(shadow::rolled_back_before_switch(
+        host,
+        journal,
+        e,
+        "the backup",
+    ))
 }
 
 /// Step 3: the shadow databases, every table of the backup in them.

@@ -32,6 +32,7 @@ pub use names::{database_options, old_name, shadow_name, ShadowSet, Swap, PREFIX
 use crate::journal::{Journal, JournalPhase, JournalRecord};
 use crate::objects;
 use crate::physical::catalog::{Catalog, ObjectDef};
+use crate::replication;
 use crate::statement::exec;
 
 /// The directory name the server gives database `name` (its file-name encoding, as
@@ -332,6 +333,29 @@ pub fn end_sessions_in(host: &Host<'_>, set: &ShadowSet) -> Result<usize, JobErr
     Ok(ids.len())
 }
 
+/// A restore failed with `e` before its switch: roll it back ([`roll_back`]) and end its
+/// journal; the error says so, with the server untouched. `what` names the build ("the
+/// backup", "the dump"). When the rollback fails too the journal stays for the next start.
+pub fn rolled_back_before_switch(
+    host: &Host<'_>,
+    journal: &Journal,
+    e: JobError,
+    what: &str,
+) -> JobError {
+    match roll_back(host, &journal.record()) {
+        Ok(()) => {
+            host.info("the restore was rolled back before the switch: shadow databases dropped, live data untouched");
+            journal.done();
+            e.context(format!("building {what} aside (rolled back, live data untouched)"))
+        }
+        Err(rb) => e.context(format!(
+            "building {what} aside; dropping the shadow databases failed too ({}), the next start retries",
+            rb.message
+        )),
+    }
+    .with_state(ServerState::Untouched)
+}
+
 /// Undo a restore that did not switch, as its journal says: the live triggers put back if
 /// the run died between dropping them and the `RENAME`, the shadow and old databases
 /// dropped, the live databases it created dropped again (when still empty), the replication
@@ -358,10 +382,7 @@ fn roll_back_steps(host: &Host<'_>, record: &JournalRecord) -> Result<(), JobErr
             exec(host, &format!("DROP DATABASE {}", quote_ident(db)), &[])?;
         }
     }
-    for name in &record.stopped_replication {
-        let literal = format!("'{}'", name.replace('\\', "\\\\").replace('\'', "''"));
-        let _ = host.query(&format!("START SLAVE {literal}"), &[]);
-    }
+    replication::start_again(host, &record.stopped_replication);
     Ok(())
 }
 
